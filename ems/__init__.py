@@ -1,0 +1,1 @@
+"""ems package."""
