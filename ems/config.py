@@ -1,0 +1,64 @@
+"""One settings object for the whole service, read from `EMS_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EMS_", extra="ignore")
+
+    database_url: str = "sqlite:///./ems.db"
+    """Any SQLAlchemy URL; a SQLite file in the working folder by default."""
+
+    public_url: str = "http://127.0.0.1:8000"
+    """Where partners reach this EMS: the base of the versions URL and of every `response_url`."""
+
+    country_code: str = Field(default="FR", min_length=2, max_length=2)
+    party_id: str = Field(default="SCS", min_length=3, max_length=3)
+    business_name: str = "Open Smart Charging EMS"
+
+    pull_interval_s: float = 3600.0
+    """How often the scheduler pulls each CPO's Sessions and Locations (OCPI advises hours)."""
+
+    http_timeout_s: float = 10.0
+    max_body_bytes: int = 1_000_000
+
+    sqlite_synchronous: str = "NORMAL"
+    """SQLite durability. With WAL, NORMAL keeps every acknowledged write through any crash or kill
+    of the EMS process; FULL also through a power loss or OS crash, at one fsync per request."""
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("EMS_PUBLIC_URL must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("country_code", "party_id")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+    @field_validator("sqlite_synchronous")
+    @classmethod
+    def _known_sync_mode(cls, value: str) -> str:
+        if value.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError("EMS_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
+        return value.upper()
+
+    @property
+    def ocpi_base_url(self) -> str:
+        return f"{self.public_url}/ocpi"
+
+    @property
+    def versions_url(self) -> str:
+        return f"{self.ocpi_base_url}/versions"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

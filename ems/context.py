@@ -1,0 +1,37 @@
+"""The running EMS: settings, database, event bus and outgoing HTTP, built once and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import httpx
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from ems.config import Settings
+from ems.events import EventBus
+from ems.store.db import make_engine, make_session_factory
+from ems.store.migrate import upgrade
+
+
+@dataclass
+class EmsContext:
+    settings: Settings
+    engine: Engine
+    db: sessionmaker[Session]
+    bus: EventBus = field(default_factory=EventBus)
+    transport: httpx.BaseTransport | None = None
+    """Outgoing HTTP transport; None means the network (tests may plug a loopback app in)."""
+
+    @classmethod
+    def create(cls, settings: Settings, *, migrate: bool = True) -> EmsContext:
+        engine = make_engine(settings.database_url, settings.sqlite_synchronous)
+        if migrate:
+            upgrade(engine)
+        return cls(settings=settings, engine=engine, db=make_session_factory(engine))
+
+    def http_client(self) -> httpx.Client:
+        return httpx.Client(timeout=self.settings.http_timeout_s, transport=self.transport)
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,290 @@
+"""Typed SQLAlchemy 2 models: what the EMS knows and keeps.
+
+OCPI objects are stored as their columns of interest plus the whole object as pushed (`data`),
+so a GET returns exactly what the CPO sent and nothing is lost for later modules.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite keeps no zone: store naive UTC, read back aware)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UtcDateTime,
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
+
+
+class Partner(Base):
+    """An OCPI party (a CPO back-end) and the credentials both ways.
+
+    `token_incoming` is what the partner presents to us (issued by us: token C, or B when we
+    initiated); `token_outgoing` is what we present to it. `token_a` is the invitation we handed
+    out and stops working once the partner has registered.
+    """
+
+    __tablename__ = "partner"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    country_code: Mapped[str] = mapped_column(String(2))
+    party_id: Mapped[str] = mapped_column(String(3))
+    role: Mapped[str] = mapped_column(String(8))
+    business_name: Mapped[str | None] = mapped_column(String(100))
+    roles: Mapped[list[Any]] = mapped_column(default=list)
+    """Every CredentialsRole the partner declared."""
+    status: Mapped[str] = mapped_column(String(16), default="INVITED")
+    """INVITED (token A handed out), REGISTERED, UNREGISTERED."""
+    versions_url: Mapped[str | None] = mapped_column(String(255))
+    version: Mapped[str | None] = mapped_column(String(8))
+    endpoints: Mapped[list[Any]] = mapped_column(default=list)
+    token_a_sha256: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
+    token_a: Mapped[str | None] = mapped_column(String(64))
+    token_incoming_sha256: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
+    token_incoming: Mapped[str | None] = mapped_column(String(64))
+    token_outgoing: Mapped[str | None] = mapped_column(String(64))
+    token_encoding: Mapped[str] = mapped_column(String(8), default="base64")
+    """How we send our token to this partner: `base64` (OCPI 2.2.1) or `raw` (older peers)."""
+    meter_id_preferences: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Parse driver preferences out of Session.meter_id (a deployment workaround)."""
+    last_sync_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def endpoint_url(self, module: str, role: str | None = None) -> str | None:
+        for endpoint in self.endpoints:
+            if endpoint.get("identifier") == module and (role is None or endpoint.get("role") == role):
+                return str(endpoint["url"])
+        return None
+
+
+class Location(Base):
+    __tablename__ = "location"
+    __table_args__ = (UniqueConstraint("partner_id", "country_code", "party_id", "location_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partner.id", ondelete="CASCADE"))
+    country_code: Mapped[str] = mapped_column(String(2))
+    party_id: Mapped[str] = mapped_column(String(3))
+    location_id: Mapped[str] = mapped_column(String(36))
+    time_zone: Mapped[str | None] = mapped_column(String(255))
+    data: Mapped[dict[str, Any]]
+    """The Location as pushed, without its EVSEs (they live in `evse`)."""
+    last_updated: Mapped[datetime]
+
+    evses: Mapped[list[Evse]] = relationship(
+        back_populates="location", cascade="all, delete-orphan", order_by="Evse.position"
+    )
+
+
+class Evse(Base):
+    __tablename__ = "evse"
+    __table_args__ = (UniqueConstraint("location_pk", "uid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    location_pk: Mapped[int] = mapped_column(ForeignKey("location.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(default=0)
+    uid: Mapped[str] = mapped_column(String(36), index=True)
+    evse_id: Mapped[str | None] = mapped_column(String(48))
+    status: Mapped[str] = mapped_column(String(16))
+    capabilities: Mapped[list[Any]] = mapped_column(default=list)
+    data: Mapped[dict[str, Any]]
+    """The EVSE as pushed, without its connectors."""
+    last_updated: Mapped[datetime]
+
+    location: Mapped[Location] = relationship(back_populates="evses")
+    connectors: Mapped[list[Connector]] = relationship(
+        back_populates="evse", cascade="all, delete-orphan", order_by="Connector.position"
+    )
+
+
+class Connector(Base):
+    __tablename__ = "connector"
+    __table_args__ = (UniqueConstraint("evse_pk", "connector_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    evse_pk: Mapped[int] = mapped_column(ForeignKey("evse.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(default=0)
+    connector_id: Mapped[str] = mapped_column(String(36))
+    standard: Mapped[str] = mapped_column(String(32))
+    power_type: Mapped[str] = mapped_column(String(16))
+    max_voltage: Mapped[int] = mapped_column(Integer)
+    max_amperage: Mapped[int] = mapped_column(Integer)
+    max_electric_power: Mapped[int | None] = mapped_column(Integer)
+    data: Mapped[dict[str, Any]]
+    last_updated: Mapped[datetime]
+
+    evse: Mapped[Evse] = relationship(back_populates="connectors")
+
+
+class ChargingSession(Base):
+    """An OCPI Session, keyed by (partner, country_code, party_id, id): ids are unique per CPO only."""
+
+    __tablename__ = "charging_session"
+    __table_args__ = (
+        UniqueConstraint("partner_id", "country_code", "party_id", "session_id"),
+        Index("ix_charging_session_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partner.id", ondelete="CASCADE"))
+    country_code: Mapped[str] = mapped_column(String(2))
+    party_id: Mapped[str] = mapped_column(String(3))
+    session_id: Mapped[str] = mapped_column(String(36))
+    start_date_time: Mapped[datetime]
+    end_date_time: Mapped[datetime | None]
+    kwh: Mapped[float] = mapped_column(Float)
+    cdr_token: Mapped[dict[str, Any]]
+    auth_method: Mapped[str] = mapped_column(String(16))
+    authorization_reference: Mapped[str | None] = mapped_column(String(36))
+    location_id: Mapped[str] = mapped_column(String(36))
+    evse_uid: Mapped[str] = mapped_column(String(36))
+    connector_id: Mapped[str] = mapped_column(String(36))
+    meter_id: Mapped[str | None] = mapped_column(String(255))
+    currency: Mapped[str] = mapped_column(String(3))
+    total_cost: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    last_updated: Mapped[datetime]
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Fields of the pushed Session this version of OCPI does not define, kept verbatim."""
+    stale: Mapped[bool] = mapped_column(Boolean, default=False)
+    """The CPO answered UNKNOWN_SESSION: stop sending profiles for it."""
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    charging_periods: Mapped[list[ChargingPeriod]] = relationship(
+        back_populates="session", cascade="all, delete-orphan", order_by="ChargingPeriod.position"
+    )
+
+
+class ChargingPeriod(Base):
+    __tablename__ = "charging_period"
+    __table_args__ = (UniqueConstraint("session_pk", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_pk: Mapped[int] = mapped_column(ForeignKey("charging_session.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    start_date_time: Mapped[datetime]
+    dimensions: Mapped[list[Any]]
+    tariff_id: Mapped[str | None] = mapped_column(String(36))
+
+    session: Mapped[ChargingSession] = relationship(back_populates="charging_periods")
+
+
+class ChargingPreference(Base):
+    """A driver's stated preferences; every statement kept, the latest one counts."""
+
+    __tablename__ = "charging_preference"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_pk: Mapped[int] = mapped_column(ForeignKey("charging_session.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(16))
+    """`ocpi` (charging_preferences extension), `driver` (widget), `meter_id` (partner workaround)."""
+    profile_type: Mapped[str] = mapped_column(String(16))
+    departure_time: Mapped[datetime | None]
+    energy_need_kwh: Mapped[float | None] = mapped_column(Float)
+    discharge_allowed: Mapped[bool | None] = mapped_column(Boolean)
+    soc_arrival_pct: Mapped[float | None] = mapped_column(Float)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProfileRequest(Base):
+    """One call we made to a CPO's chargingprofiles receiver, and everything it came back with.
+
+    `request_id` is the unique id inside the `response_url` handed out: the asynchronous result
+    carries no session id, so this row is how it finds its way back.
+    """
+
+    __tablename__ = "profile_request"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(36), unique=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partner.id", ondelete="CASCADE"))
+    session_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("charging_session.id", ondelete="SET NULL"), index=True
+    )
+    session_id: Mapped[str] = mapped_column(String(36))
+    """The session id in the CPO's platform, as used in the URL."""
+    kind: Mapped[str] = mapped_column(String(8))
+    """`set` (PUT SetChargingProfile), `get` (GET ActiveChargingProfile), `clear` (DELETE)."""
+    charging_profile: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    duration_s: Mapped[int | None]
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+    http_status: Mapped[int | None]
+    ocpi_status_code: Mapped[int | None]
+    response_result: Mapped[str | None] = mapped_column(String(16))
+    """ChargingProfileResponseType: ACCEPTED, NOT_SUPPORTED, REJECTED, TOO_OFTEN, UNKNOWN_SESSION."""
+    response_timeout_s: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[str | None] = mapped_column(String(16))
+    """ChargingProfileResultType of the asynchronous callback: ACCEPTED, REJECTED, UNKNOWN."""
+    result_body: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    result_at: Mapped[datetime | None]
+
+
+class ActiveProfileReport(Base):
+    """An ActiveChargingProfile the CPO pushed, or returned to a GET: what the station really applies."""
+
+    __tablename__ = "active_profile_report"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partner.id", ondelete="CASCADE"))
+    session_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("charging_session.id", ondelete="SET NULL"), index=True
+    )
+    session_id: Mapped[str] = mapped_column(String(36))
+    source: Mapped[str] = mapped_column(String(8))
+    """`push` (CPO PUT) or `get` (answer to our GET)."""
+    start_date_time: Mapped[datetime]
+    charging_profile: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
