@@ -1,0 +1,1 @@
+"""The OCPI surface of the EMS (role SCSP)."""

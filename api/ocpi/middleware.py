@@ -1,0 +1,124 @@
+"""Transport rules shared by every OCPI request, as plain ASGI so the hot path stays cheap.
+
+- one `/` rule: `//` collapsed and a trailing `/` dropped, so `{url}{id}` and `{url}/{id}/` route alike;
+- bodies over the limit refused whole, before any handler runs (HTTP 413, envelope);
+- X-Request-ID and X-Correlation-ID echoed (made up if the caller sent none);
+- routing headers on functional modules' responses: FROM us, TO the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from ems.ocpi.datetimes import format_ocpi_datetime
+from ems.ocpi.status import OcpiStatus
+from ems.store.models import utcnow
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_SLASHES = re.compile(r"/{2,}")
+_UNROUTED = ("/ocpi/versions", "/ocpi/2.2.1/credentials")
+
+
+class OcpiTransportMiddleware:
+    def __init__(self, app: ASGIApp, country_code: str, party_id: str, max_body_bytes: int) -> None:
+        self.app = app
+        self.country_code = country_code.encode()
+        self.party_id = party_id.encode()
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        normal = _SLASHES.sub("/", path)
+        if len(normal) > 1:
+            normal = normal.rstrip("/")
+        if normal != path:
+            scope = dict(scope)
+            scope["path"] = normal
+            scope["raw_path"] = normal.encode()
+        if not normal.startswith("/ocpi/"):
+            await self.app(scope, receive, send)
+            return
+
+        request_headers = {k.lower(): v for k, v in scope["headers"]}
+        echo = [
+            (b"x-request-id", request_headers.get(b"x-request-id") or str(uuid.uuid4()).encode()),
+            (b"x-correlation-id", request_headers.get(b"x-correlation-id") or str(uuid.uuid4()).encode()),
+        ]
+        routed = normal.startswith("/ocpi/2.2.1/") and not normal.startswith(_UNROUTED)
+        if routed:
+            echo += [(b"ocpi-from-country-code", self.country_code), (b"ocpi-from-party-id", self.party_id)]
+            if b"ocpi-from-country-code" in request_headers:
+                echo.append((b"ocpi-to-country-code", request_headers[b"ocpi-from-country-code"]))
+            if b"ocpi-from-party-id" in request_headers:
+                echo.append((b"ocpi-to-party-id", request_headers[b"ocpi-from-party-id"]))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = dict(message)
+                message["headers"] = list(message.get("headers", [])) + echo
+            await send(message)
+
+        length = request_headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            await self._too_large(send_with_headers)
+            return
+
+        # Read the whole body first (it is at most the limit): a request is taken whole or refused whole.
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, receive, send_with_headers)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await self._too_large(send_with_headers)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send_with_headers)
+
+    async def _too_large(self, send: Send) -> None:
+        body = json.dumps(
+            {
+                "status_code": int(OcpiStatus.CLIENT_ERROR),
+                "status_message": f"request body over {self.max_body_bytes} bytes: refused",
+                "timestamp": format_ocpi_datetime(utcnow()),
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,322 @@
+"""The Sessions receiver: store what a CPO pushes, whole or not at all, and announce it.
+
+PUT replaces the session (its charging periods too); PATCH changes the fields it carries and
+*appends* its charging periods. An update older than the stored `last_updated` is ignored, so a
+retried or reordered push never rolls a session back. Events go out after the commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from http import HTTPStatus
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import selectinload
+
+from ems.context import EmsContext
+from ems.events import PreferencesChanged, SessionChange, SessionEvent, SessionKey
+from ems.ocpi.datetimes import format_ocpi_datetime
+from ems.ocpi.errors import OcpiError
+from ems.ocpi.partners import Caller
+from ems.ocpi.schemas import ChargingPreferences, Session, SessionPatch
+from ems.ocpi.status import OcpiStatus
+from ems.store.db import transaction
+from ems.store.models import ChargingPeriod, ChargingPreference, ChargingSession, utcnow
+
+FINAL_STATUSES = frozenset({"COMPLETED", "INVALID"})
+
+_COLUMNS = (
+    "start_date_time",
+    "end_date_time",
+    "kwh",
+    "auth_method",
+    "authorization_reference",
+    "location_id",
+    "evse_uid",
+    "connector_id",
+    "meter_id",
+    "currency",
+    "status",
+    "last_updated",
+)
+_JSON_COLUMNS = ("cdr_token", "total_cost")
+_KEY_FIELDS = ("country_code", "party_id", "id")
+
+
+@dataclass(frozen=True)
+class PushOutcome:
+    created: bool
+    ignored: bool = False
+    """The push was older than what we hold: acknowledged, not applied."""
+
+
+def check_party(caller: Caller, country_code: str, party_id: str) -> None:
+    """A CPO may push only objects of the parties it registered with."""
+    if (country_code.upper(), party_id.upper()) not in caller.parties:
+        raise OcpiError(
+            OcpiStatus.INVALID_OR_MISSING_PARAMETERS,
+            f"country_code/party_id {country_code}/{party_id} in the URL is not a party of yours",
+            HTTPStatus.NOT_FOUND,
+        )
+
+
+def check_url_matches(url_values: dict[str, str], body: dict[str, Any]) -> None:
+    for field, url_value in url_values.items():
+        value = body.get(field)
+        if value is not None and str(value).upper() != url_value.upper():
+            raise OcpiError(
+                OcpiStatus.INVALID_OR_MISSING_PARAMETERS,
+                f"{field}: {value!r} in the body differs from {url_value!r} in the URL",
+            )
+
+
+def _find(
+    db: DbSession, partner_id: int, cc: str, pid: str, session_id: str, *, with_periods: bool = True
+) -> ChargingSession | None:
+    query = select(ChargingSession).where(
+        ChargingSession.partner_id == partner_id,
+        ChargingSession.country_code == cc.upper(),
+        ChargingSession.party_id == pid.upper(),
+        ChargingSession.session_id == session_id,
+    )
+    if with_periods:
+        query = query.options(selectinload(ChargingSession.charging_periods))
+    return db.scalars(query).one_or_none()
+
+
+def _append_periods(db: DbSession, row: ChargingSession, periods: list[Any]) -> None:
+    """Append a PATCH's charging periods without loading the session's whole history.
+
+    A period identical to one already stored (same start and dimensions) is a retried PATCH:
+    skipped, so a retry never doubles the energy.
+    """
+    starts = [p.start_date_time for p in periods]
+    stored = {
+        (start, repr(dimensions))
+        for start, dimensions in db.execute(
+            select(ChargingPeriod.start_date_time, ChargingPeriod.dimensions).where(
+                ChargingPeriod.session_pk == row.id, ChargingPeriod.start_date_time.in_(starts)
+            )
+        )
+    }
+    last = db.scalar(select(func.max(ChargingPeriod.position)).where(ChargingPeriod.session_pk == row.id))
+    position = -1 if last is None else last
+    for period in periods:
+        dimensions = [d.model_dump(mode="json") for d in period.dimensions]
+        if (period.start_date_time, repr(dimensions)) in stored:
+            continue
+        position += 1
+        stored.add((period.start_date_time, repr(dimensions)))
+        db.add(
+            ChargingPeriod(
+                session_pk=row.id,
+                position=position,
+                start_date_time=period.start_date_time,
+                dimensions=dimensions,
+                tariff_id=period.tariff_id,
+            )
+        )
+
+
+def _periods(values: list[Any], start_position: int) -> list[ChargingPeriod]:
+    return [
+        ChargingPeriod(
+            position=start_position + i,
+            start_date_time=period.start_date_time,
+            dimensions=[d.model_dump(mode="json") for d in period.dimensions],
+            tariff_id=period.tariff_id,
+        )
+        for i, period in enumerate(values)
+    ]
+
+
+def _change(created: bool, old_status: str | None, new_status: str) -> SessionChange | None:
+    if created:
+        return SessionChange.STOPPED if new_status in FINAL_STATUSES else SessionChange.STARTED
+    if old_status not in FINAL_STATUSES and new_status in FINAL_STATUSES:
+        return SessionChange.STOPPED
+    return SessionChange.UPDATED
+
+
+def _event(partner_id: int, row: ChargingSession, change: SessionChange) -> SessionEvent:
+    key = SessionKey(partner_id, row.country_code, row.party_id, row.session_id)
+    return SessionEvent(key, change, row.location_id, row.evse_uid, row.connector_id, row.status, utcnow())
+
+
+def put_session(
+    ctx: EmsContext, caller: Caller, cc: str, pid: str, session_id: str, body: Session
+) -> PushOutcome:
+    check_url_matches({"country_code": cc, "party_id": pid, "id": session_id}, body.model_dump())
+    event: SessionEvent | None = None
+    with transaction(ctx.db) as db:
+        check_party(caller, cc, pid)
+        row = _find(db, caller.partner_id, cc, pid, session_id)
+        if row is not None and body.last_updated < row.last_updated:
+            return PushOutcome(created=False, ignored=True)
+        created = row is None
+        old_status = None if row is None else row.status
+        if row is None:
+            row = ChargingSession(
+                partner_id=caller.partner_id,
+                country_code=cc.upper(),
+                party_id=pid.upper(),
+                session_id=session_id,
+            )
+            db.add(row)
+        for name in _COLUMNS:
+            setattr(row, name, getattr(body, name))
+        for name in _JSON_COLUMNS:
+            value = getattr(body, name)
+            setattr(row, name, None if value is None else value.model_dump(mode="json", exclude_none=True))
+        row.extra = dict(body.model_extra or {})
+        row.charging_periods = _periods(list(body.charging_periods or []), 0)
+        db.flush()
+        change = _change(created, old_status, row.status)
+        if change is not None:
+            event = _event(caller.partner_id, row, change)
+    if event is not None:
+        ctx.bus.publish(event)
+    return PushOutcome(created=created)
+
+
+def patch_session(
+    ctx: EmsContext, caller: Caller, cc: str, pid: str, session_id: str, patch: SessionPatch
+) -> PushOutcome:
+    fields = patch.model_fields_set
+    check_url_matches(
+        {"country_code": cc, "party_id": pid, "id": session_id},
+        {k: getattr(patch, k) for k in _KEY_FIELDS if k in fields},
+    )
+    event: SessionEvent | None = None
+    with transaction(ctx.db) as db:
+        check_party(caller, cc, pid)
+        row = _find(db, caller.partner_id, cc, pid, session_id, with_periods=False)
+        if row is None:
+            raise OcpiError(
+                OcpiStatus.INVALID_OR_MISSING_PARAMETERS,
+                f"unknown session {cc}/{pid}/{session_id}: PUT it first",
+                HTTPStatus.NOT_FOUND,
+            )
+        if patch.last_updated < row.last_updated:
+            return PushOutcome(created=False, ignored=True)
+        old_status = row.status
+        for name in _COLUMNS:
+            if name in fields:
+                setattr(row, name, getattr(patch, name))
+        for name in _JSON_COLUMNS:
+            if name in fields:
+                value = getattr(patch, name)
+                setattr(
+                    row, name, None if value is None else value.model_dump(mode="json", exclude_none=True)
+                )
+        if patch.model_extra:
+            row.extra = {**row.extra, **patch.model_extra}
+        if patch.charging_periods:
+            _append_periods(db, row, list(patch.charging_periods))
+        _check_complete(row)
+        db.flush()
+        change = _change(False, old_status, row.status)
+        if change is not None:
+            event = _event(caller.partner_id, row, change)
+    if event is not None:
+        ctx.bus.publish(event)
+    return PushOutcome(created=False)
+
+
+def _check_complete(row: ChargingSession) -> None:
+    if row.end_date_time is not None and row.end_date_time < row.start_date_time:
+        raise OcpiError(
+            OcpiStatus.INVALID_OR_MISSING_PARAMETERS,
+            "end_date_time: before start_date_time",
+        )
+
+
+def session_to_ocpi(row: ChargingSession) -> dict[str, Any]:
+    """The session as the CPO pushed it, for GET."""
+    data: dict[str, Any] = {
+        "country_code": row.country_code,
+        "party_id": row.party_id,
+        "id": row.session_id,
+        "start_date_time": format_ocpi_datetime(row.start_date_time),
+        "kwh": row.kwh,
+        "cdr_token": row.cdr_token,
+        "auth_method": row.auth_method,
+        "location_id": row.location_id,
+        "evse_uid": row.evse_uid,
+        "connector_id": row.connector_id,
+        "currency": row.currency,
+        "charging_periods": [
+            {
+                "start_date_time": format_ocpi_datetime(p.start_date_time),
+                "dimensions": p.dimensions,
+                **({"tariff_id": p.tariff_id} if p.tariff_id else {}),
+            }
+            for p in row.charging_periods
+        ],
+        "status": row.status,
+        "last_updated": format_ocpi_datetime(row.last_updated),
+    }
+    optional: dict[str, Any] = {
+        "end_date_time": format_ocpi_datetime(row.end_date_time) if row.end_date_time else None,
+        "authorization_reference": row.authorization_reference,
+        "meter_id": row.meter_id,
+        "total_cost": row.total_cost,
+    }
+    data.update({k: v for k, v in optional.items() if v is not None})
+    data.update(row.extra)
+    return data
+
+
+def get_session(ctx: EmsContext, caller: Caller, cc: str, pid: str, session_id: str) -> dict[str, Any]:
+    with ctx.db() as db:
+        check_party(caller, cc, pid)
+        row = _find(db, caller.partner_id, cc, pid, session_id)
+        if row is None:
+            raise OcpiError(
+                OcpiStatus.INVALID_OR_MISSING_PARAMETERS,
+                f"unknown session {cc}/{pid}/{session_id}",
+                HTTPStatus.NOT_FOUND,
+            )
+        return session_to_ocpi(row)
+
+
+def put_charging_preferences(
+    ctx: EmsContext,
+    caller: Caller,
+    cc: str,
+    pid: str,
+    session_id: str,
+    preferences: ChargingPreferences,
+    now: datetime | None = None,
+) -> str:
+    """The charging_preferences extension: returns a ChargingPreferencesResponse value."""
+    now = now or utcnow()
+    with transaction(ctx.db) as db:
+        check_party(caller, cc, pid)
+        row = _find(db, caller.partner_id, cc, pid, session_id, with_periods=False)
+        if row is None:
+            raise OcpiError(
+                OcpiStatus.INVALID_OR_MISSING_PARAMETERS,
+                f"unknown session {cc}/{pid}/{session_id}",
+                HTTPStatus.NOT_FOUND,
+            )
+        if row.status in FINAL_STATUSES:
+            return "NOT_POSSIBLE"
+        if preferences.departure_time is not None and preferences.departure_time <= now:
+            return "NOT_POSSIBLE"
+        db.add(
+            ChargingPreference(
+                session_pk=row.id,
+                source="ocpi",
+                profile_type=str(preferences.profile_type),
+                departure_time=preferences.departure_time,
+                energy_need_kwh=preferences.energy_need,
+                discharge_allowed=preferences.discharge_allowed,
+            )
+        )
+        key = SessionKey(caller.partner_id, row.country_code, row.party_id, row.session_id)
+    ctx.bus.publish(PreferencesChanged(key, "ocpi", now))
+    return "ACCEPTED"
