@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.admin import sites as admin_sites
 from api.ocpi.envelope import envelope
 from api.ocpi.middleware import OcpiTransportMiddleware
 from api.ocpi.v2_2_1 import chargingprofiles, credentials, locations, sessions, versions
@@ -59,6 +60,8 @@ def create_app(
         lifespan=lifespan,
         redirect_slashes=False,
     )
+    if context is not None:
+        app.state.ems = context
     app.add_middleware(
         OcpiTransportMiddleware,
         country_code=settings.country_code,
@@ -108,6 +111,7 @@ def create_app(
         sessions.router,
         locations.router,
         chargingprofiles.router,
+        admin_sites.router,
     ):
         app.include_router(router)
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
 from http import HTTPStatus
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, HTTPException, Request
 
 from ems.context import EmsContext
 from ems.ocpi.errors import OcpiError
@@ -13,7 +14,7 @@ from ems.ocpi.partners import Caller, PartnerStatus, authenticate
 from ems.ocpi.status import OcpiStatus
 
 
-def get_context(request: Request) -> EmsContext:
+async def get_context(request: Request) -> EmsContext:
     context: EmsContext = request.app.state.ems
     return context
 
@@ -21,17 +22,21 @@ def get_context(request: Request) -> EmsContext:
 ContextDep = Annotated[EmsContext, Depends(get_context)]
 
 
-def any_caller(ctx: ContextDep, authorization: Annotated[str | None, Header()] = None) -> Caller:
-    """Versions, version details and credentials: token A, a registering or a registered token."""
+async def any_caller(ctx: ContextDep, authorization: Annotated[str | None, Header()] = None) -> Caller:
+    """Versions, version details and credentials: token A, a registering or a registered token.
+
+    Async on purpose: a thread hop per dependency cost more than the lookup (cached, or one
+    indexed query) that runs here on the event loop.
+    """
     caller = authenticate(ctx, authorization)
     if caller is None:
         raise OcpiError(OcpiStatus.CLIENT_ERROR, "missing or unknown token", HTTPStatus.UNAUTHORIZED)
     return caller
 
 
-def registered_caller(ctx: ContextDep, authorization: Annotated[str | None, Header()] = None) -> Caller:
+async def registered_caller(ctx: ContextDep, authorization: Annotated[str | None, Header()] = None) -> Caller:
     """Functional modules: only a registered partner's token; token A is refused."""
-    caller = any_caller(ctx, authorization)
+    caller = await any_caller(ctx, authorization)
     if caller.with_token_a or caller.status != PartnerStatus.REGISTERED:
         raise OcpiError(
             OcpiStatus.CLIENT_ERROR,
@@ -43,3 +48,20 @@ def registered_caller(ctx: ContextDep, authorization: Annotated[str | None, Head
 
 AnyCaller = Annotated[Caller, Depends(any_caller)]
 RegisteredCaller = Annotated[Caller, Depends(registered_caller)]
+
+
+def admin_user(ctx: ContextDep, authorization: Annotated[str | None, Header()] = None) -> str:
+    """The admin API: `Authorization: Bearer <EMS_ADMIN_TOKEN>` (login sessions for the UI come
+    later); without a configured token the admin API is off rather than open. Returns who acts."""
+    expected = ctx.settings.admin_token
+    if expected is None:
+        raise HTTPException(HTTPStatus.SERVICE_UNAVAILABLE, "admin API disabled: set EMS_ADMIN_TOKEN")
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        raise HTTPException(
+            HTTPStatus.UNAUTHORIZED, "missing or wrong admin token", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return "admin"
+
+
+AdminDep = Annotated[str, Depends(admin_user)]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ems.clock import Clock, RealClock, ScaledClock
 
 
 class Settings(BaseSettings):
@@ -31,6 +34,24 @@ class Settings(BaseSettings):
     """SQLite durability. With WAL, NORMAL keeps every acknowledged write through any crash or kill
     of the EMS process; FULL also through a power loss or OS crash, at one fsync per request."""
 
+    clock_start: datetime | None = None
+    """Run on simulated time from this instant (demo); unset means real time."""
+    clock_speed: float = Field(default=1.0, gt=0)
+    clock_real_start_unix_s: float | None = None
+    """The real instant `clock_start` corresponds to, so several processes share one clock."""
+
+    admin_token: str | None = None
+    """Bearer token of the admin API (EMS_ADMIN_TOKEN); unset disables the admin API."""
+
+    @field_validator("admin_token")
+    @classmethod
+    def _strong_admin_token(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if len(value) < 16 or value.strip() != value:
+            raise ValueError("EMS_ADMIN_TOKEN must be at least 16 characters, without surrounding spaces")
+        return value
+
     @field_validator("public_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
@@ -49,6 +70,11 @@ class Settings(BaseSettings):
         if value.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError("EMS_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
         return value.upper()
+
+    def make_clock(self) -> Clock:
+        if self.clock_start is None:
+            return RealClock()
+        return ScaledClock(self.clock_start, self.clock_speed, self.clock_real_start_unix_s)
 
     @property
     def ocpi_base_url(self) -> str:

@@ -8,6 +8,7 @@ import httpx
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from ems.clock import Clock, RealClock
 from ems.config import Settings
 from ems.events import EventBus
 from ems.store.db import make_engine, make_session_factory
@@ -19,6 +20,7 @@ class EmsContext:
     settings: Settings
     engine: Engine
     db: sessionmaker[Session]
+    clock: Clock = field(default_factory=RealClock)
     bus: EventBus = field(default_factory=EventBus)
     transport: httpx.BaseTransport | None = None
     """Outgoing HTTP transport; None means the network (tests may plug a loopback app in)."""
@@ -28,7 +30,9 @@ class EmsContext:
         engine = make_engine(settings.database_url, settings.sqlite_synchronous)
         if migrate:
             upgrade(engine)
-        return cls(settings=settings, engine=engine, db=make_session_factory(engine))
+        return cls(
+            settings=settings, engine=engine, db=make_session_factory(engine), clock=settings.make_clock()
+        )
 
     def http_client(self) -> httpx.Client:
         return httpx.Client(timeout=self.settings.http_timeout_s, transport=self.transport)

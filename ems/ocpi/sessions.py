@@ -12,7 +12,7 @@ from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import selectinload
 
@@ -87,38 +87,68 @@ def _find(
     return db.scalars(query).one_or_none()
 
 
-def _append_periods(db: DbSession, row: ChargingSession, periods: list[Any]) -> None:
+_SESSIONS: Table = ChargingSession.__table__  # type: ignore[assignment]
+_PERIODS: Table = ChargingPeriod.__table__  # type: ignore[assignment]
+
+# The PATCH hot path's statements, built once: building SQLAlchemy expressions per request
+# cost about as much as running them.
+_SELECT_FOR_PATCH = select(
+    _SESSIONS.c.id,
+    _SESSIONS.c.last_updated,
+    _SESSIONS.c.status,
+    _SESSIONS.c.start_date_time,
+    _SESSIONS.c.end_date_time,
+    _SESSIONS.c.extra,
+    _SESSIONS.c.location_id,
+    _SESSIONS.c.evse_uid,
+    _SESSIONS.c.connector_id,
+).where(
+    _SESSIONS.c.partner_id == bindparam("partner_id"),
+    _SESSIONS.c.country_code == bindparam("country_code"),
+    _SESSIONS.c.party_id == bindparam("party_id"),
+    _SESSIONS.c.session_id == bindparam("session_id"),
+)
+_SELECT_SAME_STARTS = select(_PERIODS.c.start_date_time, _PERIODS.c.dimensions).where(
+    _PERIODS.c.session_pk == bindparam("session_pk"),
+    _PERIODS.c.start_date_time.in_(bindparam("starts", expanding=True)),
+)
+_SELECT_LAST_POSITION = select(func.max(_PERIODS.c.position)).where(
+    _PERIODS.c.session_pk == bindparam("session_pk")
+)
+_INSERT_PERIODS = insert(_PERIODS)
+
+
+def _append_periods(db: DbSession, session_pk: int, periods: list[Any]) -> None:
     """Append a PATCH's charging periods without loading the session's whole history.
 
     A period identical to one already stored (same start and dimensions) is a retried PATCH:
-    skipped, so a retry never doubles the energy.
+    skipped, so a retry never doubles the energy. Core statements: this is the hot path.
     """
     starts = [p.start_date_time for p in periods]
     stored = {
         (start, repr(dimensions))
-        for start, dimensions in db.execute(
-            select(ChargingPeriod.start_date_time, ChargingPeriod.dimensions).where(
-                ChargingPeriod.session_pk == row.id, ChargingPeriod.start_date_time.in_(starts)
-            )
-        )
+        for start, dimensions in db.execute(_SELECT_SAME_STARTS, {"session_pk": session_pk, "starts": starts})
     }
-    last = db.scalar(select(func.max(ChargingPeriod.position)).where(ChargingPeriod.session_pk == row.id))
+    last = db.scalar(_SELECT_LAST_POSITION, {"session_pk": session_pk})
     position = -1 if last is None else last
+    rows = []
     for period in periods:
         dimensions = [d.model_dump(mode="json") for d in period.dimensions]
         if (period.start_date_time, repr(dimensions)) in stored:
             continue
         position += 1
         stored.add((period.start_date_time, repr(dimensions)))
-        db.add(
-            ChargingPeriod(
-                session_pk=row.id,
-                position=position,
-                start_date_time=period.start_date_time,
-                dimensions=dimensions,
-                tariff_id=period.tariff_id,
-            )
+        rows.append(
+            {
+                "session_pk": session_pk,
+                "position": position,
+                "start_date_time": period.start_date_time,
+                "dimensions": dimensions,
+                "tariff_id": period.tariff_id,
+            }
         )
+    if rows:
+        db.execute(_INSERT_PERIODS, rows)
 
 
 def _periods(values: list[Any], start_position: int) -> list[ChargingPeriod]:
@@ -190,10 +220,17 @@ def patch_session(
         {"country_code": cc, "party_id": pid, "id": session_id},
         {k: getattr(patch, k) for k in _KEY_FIELDS if k in fields},
     )
-    event: SessionEvent | None = None
+    check_party(caller, cc, pid)
     with transaction(ctx.db) as db:
-        check_party(caller, cc, pid)
-        row = _find(db, caller.partner_id, cc, pid, session_id, with_periods=False)
+        row = db.execute(
+            _SELECT_FOR_PATCH,
+            {
+                "partner_id": caller.partner_id,
+                "country_code": cc.upper(),
+                "party_id": pid.upper(),
+                "session_id": session_id,
+            },
+        ).one_or_none()
         if row is None:
             raise OcpiError(
                 OcpiStatus.INVALID_OR_MISSING_PARAMETERS,
@@ -202,36 +239,36 @@ def patch_session(
             )
         if patch.last_updated < row.last_updated:
             return PushOutcome(created=False, ignored=True)
-        old_status = row.status
-        for name in _COLUMNS:
-            if name in fields:
-                setattr(row, name, getattr(patch, name))
+        values: dict[str, Any] = {name: getattr(patch, name) for name in _COLUMNS if name in fields}
         for name in _JSON_COLUMNS:
             if name in fields:
                 value = getattr(patch, name)
-                setattr(
-                    row, name, None if value is None else value.model_dump(mode="json", exclude_none=True)
-                )
+                values[name] = None if value is None else value.model_dump(mode="json", exclude_none=True)
         if patch.model_extra:
-            row.extra = {**row.extra, **patch.model_extra}
+            values["extra"] = {**row.extra, **patch.model_extra}
+        start = values.get("start_date_time", row.start_date_time)
+        end = values.get("end_date_time", row.end_date_time)
+        if end is not None and end < start:
+            raise OcpiError(OcpiStatus.INVALID_OR_MISSING_PARAMETERS, "end_date_time: before start_date_time")
+        db.execute(update(_SESSIONS).where(_SESSIONS.c.id == row.id).values(**values))
         if patch.charging_periods:
-            _append_periods(db, row, list(patch.charging_periods))
-        _check_complete(row)
-        db.flush()
-        change = _change(False, old_status, row.status)
-        if change is not None:
-            event = _event(caller.partner_id, row, change)
-    if event is not None:
-        ctx.bus.publish(event)
-    return PushOutcome(created=False)
-
-
-def _check_complete(row: ChargingSession) -> None:
-    if row.end_date_time is not None and row.end_date_time < row.start_date_time:
-        raise OcpiError(
-            OcpiStatus.INVALID_OR_MISSING_PARAMETERS,
-            "end_date_time: before start_date_time",
+            _append_periods(db, row.id, list(patch.charging_periods))
+    status = values.get("status", row.status)
+    change = _change(False, row.status, status)
+    if change is not None:
+        key = SessionKey(caller.partner_id, cc.upper(), pid.upper(), session_id)
+        ctx.bus.publish(
+            SessionEvent(
+                key,
+                change,
+                values.get("location_id", row.location_id),
+                values.get("evse_uid", row.evse_uid),
+                values.get("connector_id", row.connector_id),
+                status,
+                utcnow(),
+            )
         )
+    return PushOutcome(created=False)
 
 
 def session_to_ocpi(row: ChargingSession) -> dict[str, Any]:
