@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
 from ems import cli_site
+from ems.cli_common import fail
+from ems.cli_common import open_context as _context
 from ems.config import get_settings
-from ems.context import EmsContext
 from ems.ocpi.errors import OcpiClientError, OcpiError
 
 app = typer.Typer(
@@ -25,18 +26,6 @@ app = typer.Typer(
 partner_app = typer.Typer(help="OCPI partners: invite, register, list, sync.", no_args_is_help=True)
 app.add_typer(partner_app, name="partner")
 app.add_typer(cli_site.app, name="site")
-
-
-def fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=1)
-
-
-def _context() -> EmsContext:
-    try:
-        return EmsContext.create(get_settings())
-    except Exception as exc:
-        fail(f"cannot open the database: {exc}")
 
 
 @app.command()

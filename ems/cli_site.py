@@ -1,5 +1,6 @@
 """`ems site check`: refuse a bad site file with every problem, and check a plan against every
 protection on every phase, cross-checked by a three-phase power flow on the worst step.
+`ems site import` / `ems site export`: store a site file as a new version / print one back.
 
 The linear check (grid_models.electrical) is what the planner trusts; the pandapower run shows
 on the most loaded step that the linear model agrees with a real unbalanced network.
@@ -16,12 +17,14 @@ from typing import Annotated, Any
 
 import typer
 
+from ems.cli_common import fail, open_context
+from ems.sites import Change, SiteConflictError, SiteNotFoundError, get_site, import_site
 from grid_models.electrical import CheckReport, check, session_max_power_kw
 from grid_models.site import Site
 from grid_models.sitefile import load_site
 from grid_models.validation import SiteValidationError
 
-app = typer.Typer(help="Site files: validation and plan checks.", no_args_is_help=True)
+app = typer.Typer(help="Site files: validation, plan checks, import and export.", no_args_is_help=True)
 
 MAX_LISTED = 20
 """Violations printed one by one before summarising the rest."""
@@ -29,7 +32,7 @@ MAX_LISTED = 20
 
 @app.callback()
 def _site() -> None:
-    """Site files: validation and plan checks."""
+    """Site files: validation, plan checks, import into and export from the database."""
 
 
 class _BadInput(Exception):
@@ -255,3 +258,46 @@ def check_command(
         f"{len(report.grid_violations)} grid violation(s)"
     )
     raise typer.Exit(1)
+
+
+@app.command("import")
+def import_command(
+    site_json: Annotated[Path, typer.Argument(help="site.json to store")],
+    comment: Annotated[str | None, typer.Option(help="Why, kept with the version.")] = None,
+) -> None:
+    """Store a site file: a new site, or the next version of the site with its id.
+    Prints {"site_id", "version"}; a bad file stores nothing and lists every problem."""
+    try:
+        data = json.loads(site_json.read_text(encoding="utf-8"))
+    except OSError as exc:
+        fail(f"cannot read site file {site_json}: {exc.strerror or exc}")
+    except json.JSONDecodeError as exc:
+        fail(f"site file {site_json} is not valid JSON: {exc}")
+    ctx = open_context()
+    try:
+        stored, _created = import_site(ctx, data, Change(comment=comment, author="cli"))
+    except SiteValidationError as exc:
+        for problem in exc.problems:
+            typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(1) from None
+    except SiteConflictError as exc:
+        fail(str(exc))
+    finally:
+        ctx.close()
+    typer.echo(json.dumps({"site_id": stored.site.id, "version": stored.version}))
+
+
+@app.command("export")
+def export_command(
+    site_id: Annotated[str, typer.Argument(help="id of a stored site")],
+    version: Annotated[int | None, typer.Option(help="A given version (default: the current one).")] = None,
+) -> None:
+    """Print a stored site file exactly as stored (the current version unless --version)."""
+    ctx = open_context()
+    try:
+        stored = get_site(ctx, site_id, version)
+    except SiteNotFoundError as exc:
+        fail(str(exc))
+    finally:
+        ctx.close()
+    typer.echo(json.dumps(stored.data, indent=1, ensure_ascii=False))

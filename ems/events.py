@@ -72,9 +72,36 @@ class ChargingProfileOutcome:
     kind: str
     result: str
     at: datetime
+    asynchronous: bool = False
+    """True for the result POSTed to our `response_url`, False for the immediate answer."""
 
 
-DomainEvent = SessionEvent | PreferencesChanged | LocationChanged | ChargingProfileOutcome
+@dataclass(frozen=True)
+class ForecastChanged:
+    """New forecast or measured series for a site: its plans may change."""
+
+    site_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class SiteChanged:
+    """A site's wiring changed: `version` is the new current version (the last one when `deleted`)."""
+
+    site_id: str
+    version: int
+    at: datetime
+    deleted: bool = False
+
+
+DomainEvent = (
+    SessionEvent
+    | PreferencesChanged
+    | LocationChanged
+    | ChargingProfileOutcome
+    | SiteChanged
+    | ForecastChanged
+)
 Handler = Callable[[DomainEvent], None]
 
 

@@ -98,6 +98,17 @@ class Load:
 
 
 @dataclass(frozen=True)
+class OcpiLocationRef:
+    """An OCPI Location a CPO pushes for this site: its EVSEs the site does not wire yet are
+    listed as unplaced for the administrator."""
+
+    country_code: str
+    party_id: str
+    location_id: str
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
 class Site:
     id: str
     name: str
@@ -110,6 +121,7 @@ class Site:
     charge_points: tuple[ChargePoint, ...] = ()
     pv_plants: tuple[PvPlant, ...] = ()
     loads: tuple[Load, ...] = ()
+    ocpi_locations: tuple[OcpiLocationRef, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
     """Fields of the site file this model does not know, kept for an exact round trip."""
     omitted: frozenset[str] = field(default=frozenset(), compare=False, repr=False)

@@ -21,6 +21,7 @@ from grid_models.site import (
     Connector,
     GridConnection,
     Load,
+    OcpiLocationRef,
     Phase,
     PowerType,
     Protection,
@@ -41,6 +42,7 @@ _SITE_KEYS = (
     "charge_points",
     "pv_plants",
     "loads",
+    "ocpi_locations",
 )
 _GRID_KEYS = ("max_power_kw",)
 _PROTECTION_KEYS = ("id", "parent", "rated_current_a")
@@ -57,6 +59,7 @@ _CONNECTOR_KEYS = (
 )
 _PV_KEYS = ("id", "protection", "peak_power_kw", "tilt_deg", "azimuth_deg")
 _LOAD_KEYS = ("id", "protection", "phases")
+_OCPI_LOCATION_KEYS = ("country_code", "party_id", "location_id")
 
 _MISSING = object()
 
@@ -231,6 +234,15 @@ def _read_load(r: _Reader, element_id: str, _path: str) -> Load:
     )
 
 
+def _read_ocpi_location(r: _Reader, _element_id: str, _path: str) -> OcpiLocationRef:
+    return OcpiLocationRef(
+        country_code=r.string("country_code"),
+        party_id=r.string("party_id"),
+        location_id=r.string("location_id"),
+        extra=r.extra(_OCPI_LOCATION_KEYS),
+    )
+
+
 def site_from_dict(data: Any) -> Site:
     """The site described by a parsed site file; `SiteValidationError` naming every problem."""
     problems: list[Problem] = []
@@ -266,6 +278,9 @@ def site_from_dict(data: Any) -> Site:
     )
     pv_plants = _read_list(problems, r.objects("pv_plants", False), "pv_plants", "pv_plant", _read_pv)
     loads = _read_list(problems, r.objects("loads", False), "loads", "load", _read_load)
+    ocpi_locations = _read_list(
+        problems, r.objects("ocpi_locations", False), "ocpi_locations", "ocpi_location", _read_ocpi_location
+    )
 
     site = Site(
         id=site_id,
@@ -279,6 +294,7 @@ def site_from_dict(data: Any) -> Site:
         charge_points=tuple(charge_points),
         pv_plants=tuple(pv_plants),
         loads=tuple(loads),
+        ocpi_locations=tuple(ocpi_locations),
         extra=r.extra(_SITE_KEYS),
         omitted=frozenset(r.omitted),
     )
@@ -357,6 +373,11 @@ def site_to_dict(site: Site) -> dict[str, Any]:
         _put(d, ld.omitted, "phases", _phases_out(ld.phases), list(PHASES))
         loads.append({**d, **ld.extra})
     _put(out, site.omitted, "loads", loads, [])
+    ocpi_locations = [
+        {"country_code": o.country_code, "party_id": o.party_id, "location_id": o.location_id, **o.extra}
+        for o in site.ocpi_locations
+    ]
+    _put(out, site.omitted, "ocpi_locations", ocpi_locations, [])
     out.update(site.extra)
     return out
 
@@ -491,6 +512,20 @@ def site_json_schema() -> dict[str, Any]:
                         "id": ident,
                         "protection": ident,
                         "phases": {**phases, "minItems": 1, "maxItems": 3},
+                    },
+                },
+            },
+            "ocpi_locations": {
+                "type": "array",
+                "description": "OCPI Locations of this site, as the CPO pushes them: their EVSEs "
+                "without a connector here are listed as unplaced",
+                "items": {
+                    "type": "object",
+                    "required": list(_OCPI_LOCATION_KEYS),
+                    "properties": {
+                        "country_code": {"type": "string", "minLength": 2, "maxLength": 2},
+                        "party_id": {"type": "string", "minLength": 3, "maxLength": 3},
+                        "location_id": {"type": "string", "minLength": 1, "maxLength": 36},
                     },
                 },
             },

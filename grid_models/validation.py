@@ -16,7 +16,7 @@ from grid_models.site import PHASES, Site
 
 ElementKind = str
 """One of `site`, `grid_connection`, `protection`, `charge_point`, `connector`, `pv_plant`,
-`load` (and `file` for a file that cannot be read at all)."""
+`load`, `ocpi_location` (and `file` for a file that cannot be read at all)."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +191,26 @@ def validate(site: Site) -> list[Problem]:
     for ld in site.loads:
         out.reference(ld.id, "load", ld.protection, protection_ids)
         out.phases(ld.id, "load", ld.phases, (1, 2, 3))
+
+    linked: dict[tuple[str, str, str], str] = {}
+    for i, ref in enumerate(site.ocpi_locations):
+        where = f"ocpi_locations[{i}]"
+        sizes = (("country_code", 2, 2), ("party_id", 3, 3), ("location_id", 1, 36))
+        for name, shortest, longest in sizes:
+            value = getattr(ref, name)
+            if not isinstance(value, str) or not shortest <= len(value) <= longest:
+                span = str(longest) if shortest == longest else f"{shortest}..{longest}"
+                out.add(where, "ocpi_location", name, f"must be a string of {span} characters, got {value!r}")
+        ref_key = (str(ref.country_code).upper(), str(ref.party_id).upper(), str(ref.location_id))
+        if ref_key in linked:
+            out.add(
+                where,
+                "ocpi_location",
+                "location_id",
+                f"location {'/'.join(ref_key)} already listed at {linked[ref_key]}",
+            )
+        else:
+            linked[ref_key] = where
     return out.problems
 
 

@@ -19,6 +19,8 @@ from ems.store.db import transaction
 from ems.store.models import Partner
 from tests.support.servers import ThreadedServer, free_port
 
+ADMIN_TOKEN = "admin-token-for-the-tests"
+
 
 @dataclass
 class RunningEms:
@@ -34,6 +36,7 @@ def ems(tmp_path: Path) -> Iterator[RunningEms]:
         database_url=f"sqlite:///{tmp_path / 'ems.db'}",
         public_url=f"http://127.0.0.1:{port}",
         sqlite_synchronous="NORMAL",
+        admin_token=ADMIN_TOKEN,
     )
     ctx = EmsContext.create(settings)
     with ThreadedServer(create_app(context=ctx, scheduler=False), port=port) as server:
@@ -83,4 +86,12 @@ def cpo_client(ems: RunningEms) -> Iterator[httpx.Client]:
     """An HTTP client authenticated as a registered CPO (NL/CPO)."""
     token = add_registered_partner(ems.ctx)
     with httpx.Client(base_url=ems.url, headers=auth(token), timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def admin_client(ems: RunningEms) -> Iterator[httpx.Client]:
+    """An HTTP client of the admin API, with the admin bearer token."""
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with httpx.Client(base_url=ems.url + "/api/admin", headers=headers, timeout=10) as client:
         yield client

@@ -1,7 +1,8 @@
 """Transport rules shared by every OCPI request, as plain ASGI so the hot path stays cheap.
 
 - one `/` rule: `//` collapsed and a trailing `/` dropped, so `{url}{id}` and `{url}/{id}/` route alike;
-- bodies over the limit refused whole, before any handler runs (HTTP 413, envelope);
+- bodies over the limit refused whole, before any handler runs (HTTP 413, envelope); the same
+  limit holds on the admin and driver APIs under `/api/` (HTTP 413, `{"detail": ...}`);
 - X-Request-ID and X-Correlation-ID echoed (made up if the caller sent none);
 - routing headers on functional modules' responses: FROM us, TO the caller.
 """
@@ -26,6 +27,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _SLASHES = re.compile(r"/{2,}")
 _UNROUTED = ("/ocpi/versions", "/ocpi/2.2.1/credentials")
+_LIMITED = ("/ocpi/", "/api/")
+"""Paths whose request bodies are read whole and refused over the limit."""
 
 
 class OcpiTransportMiddleware:
@@ -47,15 +50,18 @@ class OcpiTransportMiddleware:
             scope = dict(scope)
             scope["path"] = normal
             scope["raw_path"] = normal.encode()
-        if not normal.startswith("/ocpi/"):
+        if not normal.startswith(_LIMITED):
             await self.app(scope, receive, send)
             return
 
+        ocpi = normal.startswith("/ocpi/")
         request_headers = {k.lower(): v for k, v in scope["headers"]}
-        echo = [
-            (b"x-request-id", request_headers.get(b"x-request-id") or str(uuid.uuid4()).encode()),
-            (b"x-correlation-id", request_headers.get(b"x-correlation-id") or str(uuid.uuid4()).encode()),
-        ]
+        echo: list[tuple[bytes, bytes]] = []
+        if ocpi:
+            echo += [
+                (b"x-request-id", request_headers.get(b"x-request-id") or str(uuid.uuid4()).encode()),
+                (b"x-correlation-id", request_headers.get(b"x-correlation-id") or str(uuid.uuid4()).encode()),
+            ]
         routed = normal.startswith("/ocpi/2.2.1/") and not normal.startswith(_UNROUTED)
         if routed:
             echo += [(b"ocpi-from-country-code", self.country_code), (b"ocpi-from-party-id", self.party_id)]
@@ -72,7 +78,7 @@ class OcpiTransportMiddleware:
 
         length = request_headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            await self._too_large(send_with_headers)
+            await self._too_large(send_with_headers, ocpi)
             return
 
         # Read the whole body first (it is at most the limit): a request is taken whole or refused whole.
@@ -87,7 +93,7 @@ class OcpiTransportMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                await self._too_large(send_with_headers)
+                await self._too_large(send_with_headers, ocpi)
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -103,14 +109,17 @@ class OcpiTransportMiddleware:
 
         await self.app(scope, replay, send_with_headers)
 
-    async def _too_large(self, send: Send) -> None:
-        body = json.dumps(
-            {
+    async def _too_large(self, send: Send, ocpi: bool) -> None:
+        message = f"request body over {self.max_body_bytes} bytes: refused"
+        if ocpi:
+            payload: dict[str, Any] = {
                 "status_code": int(OcpiStatus.CLIENT_ERROR),
-                "status_message": f"request body over {self.max_body_bytes} bytes: refused",
+                "status_message": message,
                 "timestamp": format_ocpi_datetime(utcnow()),
             }
-        ).encode()
+        else:
+            payload = {"detail": message}
+        body = json.dumps(payload).encode()
         await send(
             {
                 "type": "http.response.start",

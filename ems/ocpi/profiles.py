@@ -75,6 +75,7 @@ def _call(
                 kind=kind,
                 charging_profile=charging_profile,
                 duration_s=duration_s,
+                sent_at=ctx.clock.now(),
             )
         )
         base = partner.endpoint_url("chargingprofiles", "RECEIVER")
@@ -172,7 +173,7 @@ def record_result(ctx: EmsContext, caller: Caller, request_id: str, body: Any) -
                 )
             )
         event = ChargingProfileOutcome(
-            request_id, row.partner_id, row.session_id, row.kind, row.result, utcnow()
+            request_id, row.partner_id, row.session_id, row.kind, row.result, utcnow(), asynchronous=True
         )
     ctx.bus.publish(event)
 

@@ -288,3 +288,36 @@ class ActiveProfileReport(Base):
     start_date_time: Mapped[datetime]
     charging_profile: Mapped[dict[str, Any]]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Site(Base):
+    """A site drawn by the administrator. Every change stores a new `SiteVersion` and never
+    rewrites an old one, so a plan can name the exact wiring it was computed on.
+
+    Deleting a site only marks it (`deleted_at`): its versions stay readable for old plans, and
+    importing the same id again continues its numbering instead of reusing version numbers.
+    """
+
+    __tablename__ = "site"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    """The site file's `id`."""
+    current_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None]
+
+
+class SiteVersion(Base):
+    __tablename__ = "site_version"
+    __table_args__ = (UniqueConstraint("site_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    """1, 2, ... per site."""
+    data: Mapped[dict[str, Any]]
+    """The whole site file, exactly as `grid_models.site_to_dict` writes it."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    comment: Mapped[str | None] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(String(100))

@@ -9,8 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
+from ems.config import Settings
 from ems.events import DomainEvent, SiteChanged
 from ems.store.models import Site as SiteRow
 from ems.store.models import SiteVersion
@@ -46,6 +48,10 @@ def test_admin_token_is_required(ems: RunningEms, monkeypatch: pytest.MonkeyPatc
     assert httpx.post(url, json=_sample()).status_code == 401
     assert _rows(ems) == (0, 0)
     assert httpx.get(url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json() == []
+
+    with pytest.raises(ValidationError, match="at least 16 characters"):
+        Settings(admin_token="short")
+    assert Settings(admin_token="").admin_token is None
 
     monkeypatch.setattr(ems.ctx.settings, "admin_token", None)
     reply = httpx.get(url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})

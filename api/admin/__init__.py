@@ -1,0 +1,1 @@
+"""Admin API: the sites an administrator draws (later: users, partners, dashboards)."""
