@@ -30,7 +30,6 @@ from ems.store.db import transaction
 from ems.store.models import Connector as ConnectorRow
 from ems.store.models import Evse as EvseRow
 from ems.store.models import Location as LocationRow
-from ems.store.models import utcnow
 
 
 def _dump(model: BaseModel, *, exclude: set[str] | None = None, unset: bool = False) -> dict[str, Any]:
@@ -146,7 +145,7 @@ def _publish(
 ) -> None:
     ctx.bus.publish(
         LocationChanged(
-            caller.partner_id, cc.upper(), pid.upper(), location_id, evse_uid, connector_id, utcnow()
+            caller.partner_id, cc.upper(), pid.upper(), location_id, evse_uid, connector_id, ctx.clock.now()
         )
     )
 

@@ -29,7 +29,7 @@ from ems.ocpi.schemas import (
 from ems.ocpi.status import OcpiStatus
 from ems.ocpi.urls import join_url
 from ems.store.db import transaction
-from ems.store.models import ActiveProfileReport, ChargingSession, Partner, ProfileRequest, utcnow
+from ems.store.models import ActiveProfileReport, ChargingSession, Partner, ProfileRequest
 
 ResultModel = ChargingProfileResult | ActiveChargingProfileResult | ClearProfileResult
 _RESULT_MODELS: dict[str, type[ResultModel]] = {
@@ -116,7 +116,7 @@ def _call(
         row.error = error
         partner_id = row.partner_id
     ctx.bus.publish(
-        ChargingProfileOutcome(request_id, partner_id, session_id, kind, result or "ERROR", utcnow())
+        ChargingProfileOutcome(request_id, partner_id, session_id, kind, result or "ERROR", ctx.clock.now())
     )
     return ProfileCallOutcome(request_id, result, timeout_s, error)
 
@@ -159,7 +159,7 @@ def record_result(ctx: EmsContext, caller: Caller, request_id: str, body: Any) -
             ) from exc
         row.result = str(result.result)
         row.result_body = result.model_dump(mode="json", exclude_none=True)
-        row.result_at = utcnow()
+        row.result_at = ctx.clock.now()
         profile = getattr(result, "profile", None)
         if isinstance(profile, ActiveChargingProfile):
             db.add(
@@ -173,7 +173,13 @@ def record_result(ctx: EmsContext, caller: Caller, request_id: str, body: Any) -
                 )
             )
         event = ChargingProfileOutcome(
-            request_id, row.partner_id, row.session_id, row.kind, row.result, utcnow(), asynchronous=True
+            request_id,
+            row.partner_id,
+            row.session_id,
+            row.kind,
+            row.result,
+            ctx.clock.now(),
+            asynchronous=True,
         )
     ctx.bus.publish(event)
 

@@ -24,7 +24,7 @@ from ems.ocpi.partners import Caller
 from ems.ocpi.schemas import ChargingPreferences, Session, SessionPatch
 from ems.ocpi.status import OcpiStatus
 from ems.store.db import transaction
-from ems.store.models import ChargingPeriod, ChargingPreference, ChargingSession, utcnow
+from ems.store.models import ChargingPeriod, ChargingPreference, ChargingSession
 
 FINAL_STATUSES = frozenset({"COMPLETED", "INVALID"})
 
@@ -171,9 +171,9 @@ def _change(created: bool, old_status: str | None, new_status: str) -> SessionCh
     return SessionChange.UPDATED
 
 
-def _event(partner_id: int, row: ChargingSession, change: SessionChange) -> SessionEvent:
+def _event(partner_id: int, row: ChargingSession, change: SessionChange, at: datetime) -> SessionEvent:
     key = SessionKey(partner_id, row.country_code, row.party_id, row.session_id)
-    return SessionEvent(key, change, row.location_id, row.evse_uid, row.connector_id, row.status, utcnow())
+    return SessionEvent(key, change, row.location_id, row.evse_uid, row.connector_id, row.status, at)
 
 
 def put_session(
@@ -202,11 +202,15 @@ def put_session(
             value = getattr(body, name)
             setattr(row, name, None if value is None else value.model_dump(mode="json", exclude_none=True))
         row.extra = dict(body.model_extra or {})
+        if row.charging_periods:
+            # Old periods go first: the new ones reuse their (session, position) keys.
+            row.charging_periods = []
+            db.flush()
         row.charging_periods = _periods(list(body.charging_periods or []), 0)
         db.flush()
         change = _change(created, old_status, row.status)
         if change is not None:
-            event = _event(caller.partner_id, row, change)
+            event = _event(caller.partner_id, row, change, ctx.clock.now())
     if event is not None:
         ctx.bus.publish(event)
     return PushOutcome(created=created)
@@ -265,7 +269,7 @@ def patch_session(
                 values.get("evse_uid", row.evse_uid),
                 values.get("connector_id", row.connector_id),
                 status,
-                utcnow(),
+                ctx.clock.now(),
             )
         )
     return PushOutcome(created=False)
@@ -330,7 +334,7 @@ def put_charging_preferences(
     now: datetime | None = None,
 ) -> str:
     """The charging_preferences extension: returns a ChargingPreferencesResponse value."""
-    now = now or utcnow()
+    now = now or ctx.clock.now()
     with transaction(ctx.db) as db:
         check_party(caller, cc, pid)
         row = _find(db, caller.partner_id, cc, pid, session_id, with_periods=False)

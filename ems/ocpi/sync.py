@@ -21,7 +21,7 @@ from ems.ocpi.partners import Caller, PartnerStatus, partner_client
 from ems.ocpi.schemas import Location, Session
 from ems.ocpi.sessions import put_session
 from ems.store.db import transaction
-from ems.store.models import Partner, utcnow
+from ems.store.models import Partner
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class SyncReport:
 
 def sync_partner(ctx: EmsContext, partner_id: int, date_from: datetime | None = None) -> SyncReport:
     """Fetch everything changed since `date_from` (default: the last successful sync)."""
-    started = utcnow()
+    started = ctx.clock.now()
     with ctx.db() as db:
         partner = db.get(Partner, partner_id)
         if partner is None or partner.status != PartnerStatus.REGISTERED:

@@ -185,3 +185,23 @@ def test_charging_preferences_extension(ems: RunningEms, cpo_client: httpx.Clien
         json={"profile_type": "GREEN", "departure_time": "2001-01-01T00:00:00Z"},
     )
     assert reply.json()["data"] == "NOT_POSSIBLE"
+
+
+def test_a_session_put_again_with_periods_replaces_them(cpo_client: httpx.Client) -> None:
+    """What a pull does: the whole session again, periods included, over a stored one."""
+    first = session(charging_periods=[charging_period("2026-06-01T08:05:00Z", 1.0)])
+    assert cpo_client.put(URL, json=first).json()["status_code"] == 1000
+    again = session(
+        kwh=3.0,
+        last_updated="2026-06-01T09:00:00Z",
+        charging_periods=[
+            charging_period("2026-06-01T08:05:00Z", 1.0),
+            charging_period("2026-06-01T08:35:00Z", 2.0),
+        ],
+    )
+    assert cpo_client.put(URL, json=again).json()["status_code"] == 1000
+    stored = cpo_client.get(URL).json()["data"]
+    assert [p["start_date_time"] for p in stored["charging_periods"]] == [
+        "2026-06-01T08:05:00Z",
+        "2026-06-01T08:35:00Z",
+    ]
