@@ -1,4 +1,4 @@
-"""The FastAPI application: OCPI 2.2.1 SCSP endpoints (and, later, the admin and driver APIs)."""
+"""The FastAPI application: OCPI 2.2.1 SCSP endpoints and the admin API."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ems.config import Settings, get_settings
 from ems.context import EmsContext
 from ems.ocpi.errors import OcpiError
 from ems.ocpi.status import OcpiStatus
-from ems.scheduler import start_scheduler
+from ems.runtime import Runtime
 
 
 def _is_ocpi(request: Request) -> bool:
@@ -37,20 +37,24 @@ def _field_errors(errors: list[Any]) -> str:
 
 
 def create_app(
-    settings: Settings | None = None, *, context: EmsContext | None = None, scheduler: bool = True
+    settings: Settings | None = None, *, context: EmsContext | None = None, background: bool = True
 ) -> FastAPI:
+    """The app; `background=False` leaves out the planner, dispatch and scheduled jobs (API tests)."""
     settings = settings or (context.settings if context else get_settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = context or EmsContext.create(settings)
         app.state.ems = ctx
-        jobs = start_scheduler(ctx) if scheduler else None
+        runtime = Runtime(ctx) if background else None
+        app.state.runtime = runtime
+        if runtime is not None:
+            runtime.start()
         try:
             yield
         finally:
-            if jobs is not None:
-                jobs.shutdown(wait=False)
+            if runtime is not None:
+                runtime.stop()
             if context is None:
                 ctx.close()
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ems import cli_site
+from ems import cli_optimize, cli_site
 from ems.cli_common import fail
 from ems.cli_common import open_context as _context
 from ems.config import get_settings
@@ -26,31 +26,85 @@ app = typer.Typer(
 partner_app = typer.Typer(help="OCPI partners: invite, register, list, sync.", no_args_is_help=True)
 app.add_typer(partner_app, name="partner")
 app.add_typer(cli_site.app, name="site")
+app.command("optimize")(cli_optimize.optimize_command)
 
 
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
-    """Run the EMS: OCPI endpoints (and the admin and driver pages)."""
+    """Run the EMS: OCPI endpoints, the planner and dispatch, the admin API."""
+    import logging
+
     import uvicorn
 
     from api.app import create_app
 
-    uvicorn.run(create_app(get_settings()), host=host, port=port, log_level="info")
+    if log_level not in {"debug", "info", "warning", "error"}:
+        fail(f"--log-level {log_level!r}: debug, info, warning or error")
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(get_settings()), host=host, port=port, log_level=log_level)
 
 
 @app.command()
 def demo(
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
-    port: Annotated[int, typer.Option()] = 8000,
+    host: Annotated[str, typer.Option(help="Address of the EMS.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the EMS.")] = 8000,
+    speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")] = 60.0,
+    database: Annotated[str, typer.Option(help="SQLite file, made afresh.")] = "ems-demo.db",
+    cpo_port: Annotated[int, typer.Option(help="Port of the simulated CPO's OCPI back-end.")] = 9001,
+    ocpp_port: Annotated[int, typer.Option(help="Port of its OCPP central system.")] = 9002,
 ) -> None:
-    """The EMS on a local SQLite file (the simulated CPO joins in a later release)."""
-    settings = get_settings()
-    typer.echo(f"EMS on http://{host}:{port}  (database {settings.database_url})")
-    typer.echo(f"OCPI versions URL: {settings.versions_url}; invite a CPO with `ems partner invite`.")
-    serve(host=host, port=port)
+    """The EMS with a simulated CPO and OCPP charge points on the office sample site, in fast time."""
+    from pathlib import Path
+
+    from ems.demo import DemoOptions, run_demo
+
+    if speed <= 0:
+        fail(f"--speed {speed}: must be positive")
+    try:
+        code = run_demo(
+            DemoOptions(
+                host=host,
+                port=port,
+                speed=speed,
+                database=Path(database),
+                cpo_port=cpo_port,
+                ocpp_port=ocpp_port,
+            )
+        )
+    except (FileNotFoundError, RuntimeError) as exc:
+        fail(str(exc))
+    raise typer.Exit(code=code)
+
+
+series_app = typer.Typer(help="Forecast and measured series.", no_args_is_help=True)
+app.add_typer(series_app, name="series")
+
+
+@series_app.command("import")
+def series_import(
+    path: Annotated[str, typer.Argument(help="series.csv (formats.md §2)")],
+    site: Annotated[str, typer.Option("--site", help="The site the series belongs to.")],
+) -> None:
+    """Store PV, price and base-load series for a site (whole file or nothing)."""
+    from ems import sites
+    from ems.forecasts import import_series
+    from ems.series import SeriesError, read_series
+
+    try:
+        series = read_series(path)
+    except SeriesError as exc:
+        fail(str(exc))
+    ctx = _context()
+    try:
+        sites.get_site(ctx, site)
+    except sites.SiteNotFoundError:
+        fail(f"--site {site!r}: no such site (import it with `ems site import`)")
+    count = import_series(ctx, site, series)
+    typer.echo(json.dumps({"site_id": site, "rows": count}))
 
 
 @partner_app.command("invite")

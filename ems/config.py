@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     pull_interval_s: float = 3600.0
     """How often the scheduler pulls each CPO's Sessions and Locations (OCPI advises hours)."""
 
+    plan_interval_s: float = 900.0
+    """Every site is re-planned this often even without events (drift, forecasts, meter values)."""
+
     http_timeout_s: float = 10.0
     max_body_bytes: int = 1_000_000
 

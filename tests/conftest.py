@@ -39,7 +39,7 @@ def ems(tmp_path: Path) -> Iterator[RunningEms]:
         admin_token=ADMIN_TOKEN,
     )
     ctx = EmsContext.create(settings)
-    with ThreadedServer(create_app(context=ctx, scheduler=False), port=port) as server:
+    with ThreadedServer(create_app(context=ctx, background=False), port=port) as server:
         yield RunningEms(ctx, server.url)
     ctx.close()
 

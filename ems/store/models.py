@@ -235,6 +235,8 @@ class ChargingPreference(Base):
     energy_need_kwh: Mapped[float | None] = mapped_column(Float)
     discharge_allowed: Mapped[bool | None] = mapped_column(Boolean)
     soc_arrival_pct: Mapped[float | None] = mapped_column(Float)
+    target_soc_pct: Mapped[float | None] = mapped_column(Float)
+    battery_capacity_kwh: Mapped[float | None] = mapped_column(Float)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -321,3 +323,8 @@ class SiteVersion(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     comment: Mapped[str | None] = mapped_column(Text)
     author: Mapped[str | None] = mapped_column(String(100))
+
+
+# The planning loop's tables live beside the domain they serve; imported here so that every
+# table is registered on `Base.metadata` wherever the models are loaded (Alembic included).
+from ems.store import planning as _planning  # noqa: E402, F401

@@ -1,0 +1,347 @@
+"""What each session still needs: energy, departure, power, phases — estimated, with sources.
+
+Drivers often say nothing, and what they say may be wrong, so every figure falls back through a
+fixed ladder and records which rung it came from:
+
+- energy: the driver's declared need, else (target SOC − SOC on arrival) × battery capacity,
+  else the median of this token's past sessions, else the site default; minus what was delivered;
+- departure: declared, else start + this token's typical stay, else start + the site default
+  stay; once passed while the car is still plugged in, `overdue` (a short horizon from now);
+- max power: what the car drew while the limit in force was clearly above it (it limited
+  itself), else the connector's limit;
+- vehicle phases: power / (phase voltage × per-phase current) from the charging periods,
+  else the connector's phases;
+- battery capacity: declared, else learned from this token's history (20 kWh delivered from a
+  50% SOC on arrival, charging until it stopped by itself ⇒ about 40 kWh).
+
+The estimation itself is pure (`estimate_need`); `load_need_inputs` gathers its inputs.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session as DbSession
+
+from ems.store.models import ChargingPeriod, ChargingPreference, ChargingSession, Partner, ProfileRequest
+
+SELF_LIMITED_RATIO = 0.9
+"""A car drawing under 90% of the limit in force is limiting itself: that is its own maximum."""
+MIN_CURRENT_FOR_PHASES_A = 2.0
+OVERDUE_HORIZON = timedelta(hours=1)
+FULL_POWER_RATIO = 0.05
+"""A session whose last period drew under 5% of its peak stopped because the battery was full."""
+
+
+@dataclass(frozen=True)
+class SiteDefaults:
+    energy_kwh: float = 15.0
+    stay: timedelta = timedelta(hours=8)
+    target_soc_pct: float = 100.0
+
+
+@dataclass(frozen=True)
+class Preference:
+    departure: datetime | None = None
+    energy_need_kwh: float | None = None
+    soc_arrival_pct: float | None = None
+    battery_capacity_kwh: float | None = None
+    target_soc_pct: float | None = None
+
+
+@dataclass(frozen=True)
+class PeriodSample:
+    """One charging period as measured: mean power and per-phase current, and the limit then."""
+
+    start: datetime
+    end: datetime
+    power_kw: float
+    current_a: float | None
+    limit_kw: float | None
+    """The limit our profile set for that period, in kW; None when no profile of ours held."""
+
+
+@dataclass(frozen=True)
+class PastSession:
+    start: datetime
+    end: datetime
+    energy_kwh: float
+    soc_arrival_pct: float | None = None
+    stopped_full: bool = False
+
+
+@dataclass(frozen=True)
+class NeedInputs:
+    start: datetime
+    delivered_kwh: float
+    connector_max_power_kw: float
+    connector_phases: int
+    phase_voltage_v: float
+    preference: Preference = field(default_factory=Preference)
+    periods: Sequence[PeriodSample] = ()
+    history: Sequence[PastSession] = ()
+    defaults: SiteDefaults = field(default_factory=SiteDefaults)
+
+
+@dataclass(frozen=True)
+class Need:
+    energy_needed_kwh: float
+    energy_source: str
+    departure: datetime
+    departure_source: str
+    max_power_kw: float | None
+    max_power_source: str
+    vehicle_phases: int
+    phases_source: str
+    battery_capacity_kwh: float | None
+    capacity_source: str
+
+
+def learned_capacity_kwh(history: Sequence[PastSession]) -> float | None:
+    """Capacity from sessions that charged until full: delivered / (1 − SOC on arrival)."""
+    estimates = [
+        past.energy_kwh / (1.0 - past.soc_arrival_pct / 100.0)
+        for past in history
+        if past.stopped_full and past.soc_arrival_pct is not None and past.soc_arrival_pct < 95
+    ]
+    return max(estimates) if estimates else None
+
+
+def learned_max_power_kw(periods: Sequence[PeriodSample], connector_max_kw: float) -> float | None:
+    """The car's own maximum, if it showed it: its highest draw, made while the limit was above.
+
+    The first period is left out (a session rarely starts on a period boundary, so its mean is
+    low), and a low self-limited draw never counts once the car has drawn more under any limit.
+    """
+    samples = [p for p in periods[1:] if p.power_kw > 0.1]
+    if not samples:
+        return None
+    self_limited = [
+        p.power_kw
+        for p in samples
+        if p.power_kw < SELF_LIMITED_RATIO * (p.limit_kw if p.limit_kw else connector_max_kw)
+    ]
+    if not self_limited or max(self_limited) < max(p.power_kw for p in samples) - 1e-6:
+        return None
+    return max(self_limited)
+
+
+def learned_phases(periods: Sequence[PeriodSample], phase_voltage_v: float) -> int | None:
+    ratios = [
+        p.power_kw * 1000.0 / (phase_voltage_v * p.current_a)
+        for p in periods
+        if p.current_a is not None and p.current_a >= MIN_CURRENT_FOR_PHASES_A and p.power_kw > 0.1
+    ]
+    if not ratios:
+        return None
+    return 1 if statistics.median(ratios) < 2.0 else 3
+
+
+def estimate_need(inputs: NeedInputs, now: datetime) -> Need:
+    pref = inputs.preference
+    capacity, capacity_source = pref.battery_capacity_kwh, "declared"
+    if capacity is None:
+        capacity, capacity_source = learned_capacity_kwh(inputs.history), "learned"
+    if capacity is None:
+        capacity_source = "unknown"
+
+    total: float
+    if pref.energy_need_kwh is not None:
+        total, energy_source = pref.energy_need_kwh, "declared"
+    elif pref.soc_arrival_pct is not None and capacity is not None:
+        target = pref.target_soc_pct if pref.target_soc_pct is not None else inputs.defaults.target_soc_pct
+        total, energy_source = max(0.0, (target - pref.soc_arrival_pct) / 100.0 * capacity), "soc"
+    elif inputs.history:
+        total, energy_source = statistics.median(p.energy_kwh for p in inputs.history), "token_history"
+    else:
+        total, energy_source = inputs.defaults.energy_kwh, "site_default"
+    remaining = max(0.0, total - inputs.delivered_kwh)
+
+    if pref.departure is not None:
+        departure, departure_source = pref.departure, "declared"
+    elif inputs.history:
+        stay = timedelta(seconds=statistics.median((p.end - p.start).total_seconds() for p in inputs.history))
+        departure, departure_source = inputs.start + stay, "token_history"
+    else:
+        departure, departure_source = inputs.start + inputs.defaults.stay, "site_default"
+    if departure <= now:
+        departure, departure_source = now + OVERDUE_HORIZON, "overdue"
+
+    max_power = learned_max_power_kw(inputs.periods, inputs.connector_max_power_kw)
+    max_power_source = "learned" if max_power is not None else "connector"
+    phases = learned_phases(inputs.periods, inputs.phase_voltage_v)
+    if phases is not None and phases > inputs.connector_phases:
+        phases = inputs.connector_phases
+    phases_source = "learned" if phases is not None else "connector"
+
+    return Need(
+        energy_needed_kwh=remaining,
+        energy_source=energy_source,
+        departure=departure,
+        departure_source=departure_source,
+        max_power_kw=max_power,
+        max_power_source=max_power_source,
+        vehicle_phases=phases if phases is not None else inputs.connector_phases,
+        phases_source=phases_source,
+        battery_capacity_kwh=capacity,
+        capacity_source=capacity_source,
+    )
+
+
+# ---- reading the inputs from storage ---------------------------------------------------------
+
+
+def parse_meter_id_preferences(meter_id: str | None) -> Preference | None:
+    """The per-partner `meter_id` workaround: `departure=ISO;energy_kwh=N;soc_pct=N` (any subset).
+
+    Some CPOs can pass driver input only through a free-text Session field; unknown keys and
+    unparsable values are ignored rather than guessed.
+    """
+    if not meter_id or "=" not in meter_id:
+        return None
+    from ems.ocpi.datetimes import parse_ocpi_datetime
+
+    values: dict[str, Any] = {}
+    for part in meter_id.split(";"):
+        key, _, raw = part.partition("=")
+        key, raw = key.strip().lower(), raw.strip()
+        try:
+            if key == "departure":
+                values["departure"] = parse_ocpi_datetime(raw)
+            elif key == "energy_kwh":
+                values["energy_need_kwh"] = max(0.0, float(raw))
+            elif key == "soc_pct":
+                values["soc_arrival_pct"] = min(100.0, max(0.0, float(raw)))
+        except ValueError:
+            continue
+    return Preference(**values) if values else None
+
+
+def _dimension(dimensions: Sequence[dict[str, Any]], kind: str) -> float | None:
+    for dimension in dimensions:
+        if dimension.get("type") == kind:
+            return float(dimension["volume"])
+    return None
+
+
+def profile_limit_kw(profile: dict[str, Any], at: datetime, voltage_v: float, phases: int) -> float | None:
+    """The limit an OCPI ChargingProfile sets at `at`, in kW (None before it starts)."""
+    from ems.ocpi.datetimes import parse_ocpi_datetime
+
+    start = profile.get("start_date_time")
+    if not start:
+        return None
+    offset_s = (at - parse_ocpi_datetime(start)).total_seconds()
+    if offset_s < 0:
+        return None
+    limit: float | None = None
+    for period in profile.get("charging_profile_period", []):
+        if period["start_period"] <= offset_s:
+            limit = float(period["limit"])
+    if limit is None:
+        return None
+    return limit / 1000.0 if profile.get("charging_rate_unit") == "W" else limit * voltage_v * phases / 1000.0
+
+
+def period_samples(
+    periods: Sequence[ChargingPeriod],
+    session_end: datetime,
+    profiles: Sequence[tuple[datetime, dict[str, Any]]],
+    voltage_v: float,
+    phases: int,
+) -> list[PeriodSample]:
+    """Charging periods as power samples, each with the limit our latest profile then set."""
+    samples = []
+    for i, period in enumerate(periods):
+        end = periods[i + 1].start_date_time if i + 1 < len(periods) else session_end
+        hours = max((end - period.start_date_time).total_seconds() / 3600.0, 1e-9)
+        power = _dimension(period.dimensions, "POWER")
+        if power is None:
+            energy = _dimension(period.dimensions, "ENERGY")
+            power = energy / hours if energy is not None and end > period.start_date_time else 0.0
+        in_force = [p for sent_at, p in profiles if sent_at <= period.start_date_time]
+        limit = (
+            profile_limit_kw(in_force[-1], period.start_date_time, voltage_v, phases) if in_force else None
+        )
+        samples.append(
+            PeriodSample(period.start_date_time, end, power, _dimension(period.dimensions, "CURRENT"), limit)
+        )
+    return samples
+
+
+def latest_preference(db: DbSession, session: ChargingSession, partner: Partner | None) -> Preference:
+    row = db.scalars(
+        select(ChargingPreference)
+        .where(ChargingPreference.session_pk == session.id)
+        .order_by(ChargingPreference.received_at.desc(), ChargingPreference.id.desc())
+    ).first()
+    if row is not None:
+        return Preference(
+            departure=row.departure_time,
+            energy_need_kwh=row.energy_need_kwh,
+            soc_arrival_pct=row.soc_arrival_pct,
+            battery_capacity_kwh=row.battery_capacity_kwh,
+            target_soc_pct=row.target_soc_pct,
+        )
+    if partner is not None and partner.meter_id_preferences:
+        parsed = parse_meter_id_preferences(session.meter_id)
+        if parsed is not None:
+            return parsed
+    return Preference()
+
+
+def token_history(db: DbSession, session: ChargingSession, limit: int = 20) -> list[PastSession]:
+    """This token's last completed sessions at the same partner (the driver's habits)."""
+    uid = session.cdr_token.get("uid")
+    rows = db.scalars(
+        select(ChargingSession)
+        .where(
+            ChargingSession.partner_id == session.partner_id,
+            ChargingSession.id != session.id,
+            ChargingSession.status == "COMPLETED",
+            ChargingSession.end_date_time.is_not(None),
+        )
+        .order_by(ChargingSession.start_date_time.desc())
+        .limit(500)
+    )
+    history = []
+    for row in rows:
+        if row.cdr_token.get("uid") != uid or row.end_date_time is None:
+            continue
+        pref = db.scalars(
+            select(ChargingPreference.soc_arrival_pct)
+            .where(ChargingPreference.session_pk == row.id, ChargingPreference.soc_arrival_pct.is_not(None))
+            .order_by(ChargingPreference.id.desc())
+        ).first()
+        powers = [
+            _dimension(p.dimensions, "POWER") or 0.0
+            for p in db.scalars(
+                select(ChargingPeriod)
+                .where(ChargingPeriod.session_pk == row.id)
+                .order_by(ChargingPeriod.position)
+            )
+        ]
+        stopped_full = bool(powers) and max(powers) > 0 and powers[-1] < FULL_POWER_RATIO * max(powers)
+        history.append(PastSession(row.start_date_time, row.end_date_time, row.kwh, pref, stopped_full))
+        if len(history) >= limit:
+            break
+    return history
+
+
+def sent_profiles(db: DbSession, session_pk: int) -> list[tuple[datetime, dict[str, Any]]]:
+    """Profiles of ours the CPO accepted for this session, in the order sent."""
+    rows = db.execute(
+        select(ProfileRequest.sent_at, ProfileRequest.charging_profile)
+        .where(
+            ProfileRequest.session_pk == session_pk,
+            ProfileRequest.kind == "set",
+            ProfileRequest.response_result == "ACCEPTED",
+        )
+        .order_by(ProfileRequest.id)
+    )
+    return [(sent_at, profile) for sent_at, profile in rows if profile]

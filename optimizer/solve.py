@@ -1,0 +1,365 @@
+"""`solve(problem) -> Plan` and the `PersistentPlanner` a site keeps between re-plans.
+
+Priorities, enforced exactly (lexicographic stages; an optimum, once found, is fixed as a
+constraint with a relative tolerance of `SolveOptions.stage_rel_tol` before the next stage):
+
+1. least unmet energy, weighted by session priority (unmet 0 is fixed at exactly 0);
+2. the objective: least grid import energy (`self_consumption`, i.e. most PV self-consumption),
+   least import cost (`cost`: Σ import × price × step, negative prices allowed; without a price
+   it is `self_consumption`), least grid peak (`peak`), or a weighted sum of them;
+3. tie-breaks, in this order: under shortage the unmet energy split in proportion to need
+   (least largest unmet share, then a piecewise-linear Σ E·(u/E)² that evens the share over
+   every bottleneck); earlier charging (a discount by the hour, no tiny costs); a flatter grid
+   draw (least peak import).
+
+Stages 1 and 2 are solved together by a weighted objective and then *proved* exact from the
+final basis (`optimizer.lp.StagedLp._certified_prefix`), falling back to one stage at a time
+where the proof fails; they are never cut short. Tie-breaks share a deterministic simplex
+iteration budget (`SolveOptions.tie_break_iteration_ratio`); when it runs out the plan keeps the
+best feasible point found and `Plan.message` says so.
+
+The minimum-current rule (an AC session draws 0 or at least `min_current_a` per phase) is
+exact while the count of on/off decisions is at most `SolveOptions.mip_max_binaries`: the LP
+rounding below is tried first and kept when it reaches the relaxation's bound in stages 1 and 2
+(then it is a MIP optimum), else a HiGHS MIP started from it runs under the time limit (`gap`
+reported, the better of the two kept). Above that size, LP rounding alone (`lp_heuristic`):
+solve the relaxation, switch each session's fractional steps on (the largest ones, as many as
+carry its fractional energy at minimum power) or off, and re-solve every stage with that pattern
+fixed; if that is infeasible, all fractional steps go off.
+
+Whatever happens a plan comes back: an infeasible, failed or timed-out solve gives the
+proportional fallback (`optimizer.fallback`) flagged `status="fallback"` with a message, and
+every plan is checked against `grid_models.electrical.check` before it is returned.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import numpy.typing as npt
+
+from grid_models.electrical import check
+from grid_models.site import Connector, Site
+from optimizer.fallback import proportional_power
+from optimizer.lp import SlotData, StagedLp, StageOutcome, StepData
+from optimizer.plan import SessionLimits, build_plan, session_limits
+from optimizer.problem import Method, Plan, Problem, SolveOptions, aligned, validate_problem
+
+FloatArray = npt.NDArray[np.float64]
+
+CHECK_TOLERANCE_A = 0.05
+"""Amps of numerical slack allowed when a solved plan is verified (the replay allows 0.1)."""
+
+
+def _step_data(problem: Problem, n_steps: int) -> StepData:
+    n = problem.n_steps()
+    price = problem.price_eur_per_kwh
+    return StepData(
+        n_steps=n,
+        pv_kw=np.array(aligned(problem.pv_kw, n_steps, hold_last=False)),
+        base_load_kw=np.array(aligned(problem.base_load_kw, n_steps, hold_last=False)),
+        price_eur_per_kwh=None if price is None else np.array(aligned(price, n_steps, hold_last=True)),
+        weights={str(k): v for k, v in problem.objective_weights().items()},
+    )
+
+
+def _slot_data(problem: Problem, lim: SessionLimits) -> SlotData:
+    s = problem.sessions[lim.index]
+    return SlotData(
+        active=True,
+        energy_kwh=s.energy_needed_kwh,
+        weight=s.priority,
+        pmax_kw=lim.pmax_kw,
+        pmin_kw=lim.pmin_kw,
+        start=lim.start,
+        end=lim.end,
+    )
+
+
+def _n_binaries(limits: list[SessionLimits]) -> int:
+    return sum(lim.end - lim.start for lim in limits if lim.pmin_kw > 0 and lim.pmax_kw >= lim.pmin_kw)
+
+
+def choose_method(problem: Problem, limits: list[SessionLimits]) -> Method:
+    if not problem.options.min_current or not any(lim.pmin_kw > 0 for lim in limits):
+        return "lp"
+    return "mip" if _n_binaries(limits) <= problem.options.mip_max_binaries else "lp_heuristic"
+
+
+def _run(model: StagedLp, options: SolveOptions, tie_breaks: bool, time_limit_s: float) -> StageOutcome:
+    return model.solve(
+        time_limit_s=time_limit_s,
+        rel_tol=options.stage_rel_tol,
+        abs_tol=options.stage_abs_tol,
+        tie_breaks=tie_breaks,
+        mip_rel_gap=options.mip_rel_gap,
+        tie_break_iteration_ratio=options.tie_break_iteration_ratio,
+    )
+
+
+def _round_pattern(
+    power: FloatArray, slots: list[SlotData], slot_of: list[int], eps: float = 1e-6
+) -> tuple[FloatArray, FloatArray]:
+    """On/off pattern from a relaxed plan: (with fractional steps rounded up where their energy
+    needs them, with every fractional step off)."""
+    pattern = np.full(power.shape, np.nan)
+    safe = np.full(power.shape, np.nan)
+    for k in slot_of:
+        s = slots[k]
+        if s.pmin_kw <= 0:
+            continue
+        row = power[k]
+        on = row >= s.pmin_kw - eps
+        frac = (row > eps) & ~on
+        pattern[k] = np.where(on, 1.0, 0.0)
+        safe[k] = pattern[k]
+        idx = np.flatnonzero(frac)
+        if idx.size:
+            energy_units = float(row[idx].sum()) / s.pmin_kw
+            n_on = min(idx.size, math.ceil(energy_units - 1e-9))
+            order = idx[np.lexsort((idx, -row[idx]))][:n_on]  # largest first, then earliest
+            pattern[k, order] = 1.0
+    return pattern, safe
+
+
+def _heuristic(model: StagedLp, problem: Problem, slot_of: list[int]) -> tuple[StageOutcome, list[float]]:
+    """LP rounding: the relaxation, then every stage with the rounded on/off pattern fixed;
+    returns the outcome and the relaxation's stage-1/2 optima (lower bounds of the MIP's)."""
+    opts = problem.options
+    t0 = time.perf_counter()
+    relaxed = _run(model, opts, False, opts.time_limit_s)
+    if not relaxed.ok:
+        return relaxed, []
+    slots = model.slot_data
+    pattern, safe = _round_pattern(relaxed.power_kw, slots, slot_of)
+    outcome = relaxed
+    for pat in (pattern, safe):
+        model.load(model.steps, slots, pattern=pat)
+        remaining = max(0.05, opts.time_limit_s - (time.perf_counter() - t0))
+        outcome = _run(model, opts, opts.tie_breaks, remaining)
+        if outcome.ok:
+            break
+    return outcome, relaxed.stage_values
+
+
+def _proved(outcome: StageOutcome, bounds: list[float], opts: SolveOptions) -> bool:
+    """True when the rounded plan reaches the relaxation's optimum in stages 1 and 2, which
+    makes it an optimum of the exact MIP too."""
+    if not outcome.ok or len(bounds) < 2 or len(outcome.stage_values) < 2:
+        return False
+    tol = [10 * (opts.stage_abs_tol + opts.stage_rel_tol * abs(b)) + 1e-6 * abs(b) for b in bounds[:2]]
+    return all(outcome.stage_values[i] <= bounds[i] + tol[i] for i in range(2))
+
+
+def _lex_less(a: list[float], b: list[float]) -> bool:
+    for x, y in zip(a[:2], b[:2], strict=False):
+        if x < y - 1e-6 * max(1.0, abs(y)):
+            return True
+        if x > y + 1e-6 * max(1.0, abs(y)):
+            return False
+    return False
+
+
+def _gap(values: list[float], bounds: list[float]) -> float:
+    """Relative gap of the first stage not at its bound (relaxation optimum)."""
+    for v, b in zip(values[:2], bounds[:2], strict=False):
+        if v > b + 1e-6 * max(1.0, abs(b)):
+            return (v - b) / max(abs(v), 1e-9)
+    return 0.0
+
+
+def _solve_model(
+    model: StagedLp, problem: Problem, slot_of: list[int], method: Method
+) -> tuple[StageOutcome, Method]:
+    """Run the stages on a loaded model (pure LP or LP rounding)."""
+    opts = problem.options
+    if method == "lp":
+        return _run(model, opts, opts.tie_breaks, opts.time_limit_s), method
+    outcome, _bounds = _heuristic(model, problem, slot_of)
+    return outcome, "lp_heuristic"
+
+
+def _finish(
+    problem: Problem,
+    outcome: StageOutcome,
+    method: Method,
+    slot_of: list[int],
+    build_ms: float,
+    solve_ms: float,
+) -> Plan:
+    n = problem.n_steps()
+    if outcome.ok:
+        power = outcome.power_kw[slot_of, :n] if slot_of else np.zeros((0, n))
+        report = check(
+            problem.site,
+            {s.connector_id: power[i] for i, s in enumerate(problem.sessions)},
+            {s.connector_id: s.vehicle_phases for s in problem.sessions},
+            aligned(problem.pv_kw, n, hold_last=False),
+            aligned(problem.base_load_kw, n, hold_last=False),
+            tolerance_a=CHECK_TOLERANCE_A,
+        )
+        if report.ok:
+            return build_plan(
+                problem,
+                power,
+                status="optimal" if outcome.status == "optimal" else "feasible",
+                method=method,
+                gap=outcome.gap,
+                message=outcome.message,
+                build_ms=build_ms,
+                solve_ms=solve_ms,
+                stage_values=outcome.stage_values,
+            )
+        message = f"solved plan failed the feasibility check ({len(report.violations)} violation(s))"
+    else:
+        message = f"no optimal plan ({outcome.message or outcome.status})"
+    return fallback_plan(problem, message, build_ms=build_ms, solve_ms=solve_ms)
+
+
+def fallback_plan(problem: Problem, message: str, build_ms: float = 0.0, solve_ms: float = 0.0) -> Plan:
+    """The proportional-share plan, flagged `fallback` with `message`."""
+    power, unsafe = proportional_power(problem)
+    if unsafe:
+        message += f"; PV and base load alone break a limit in {len(unsafe)} step(s), planned 0 there"
+    return build_plan(
+        problem,
+        power,
+        status="fallback",
+        method="fallback",
+        message=message,
+        build_ms=build_ms,
+        solve_ms=solve_ms,
+    )
+
+
+def solve(problem: Problem) -> Plan:
+    """The plan of `problem` (see the module docstring for the priorities); deterministic.
+
+    Raises `ProblemError` on a problem no plan can mean; never raises for a hard one.
+    """
+    validate_problem(problem)
+    t0 = time.perf_counter()
+    n = problem.n_steps()
+    limits = session_limits(problem, n)
+    if not problem.sessions:
+        return build_plan(problem, np.zeros((0, n)), status="optimal", method="lp")
+    method = choose_method(problem, limits)
+    slots = [(s.connector_id, s.vehicle_phases) for s in problem.sessions]
+    steps = _step_data(problem, n)
+    slot_data = [_slot_data(problem, lim) for lim in limits]
+    try:
+        model = StagedLp(problem.site, slots, n, problem.step_s, threads=problem.options.threads)
+        model.load(steps, slot_data)
+    except Exception as exc:  # a model that cannot be built still gets a safe plan
+        return fallback_plan(problem, f"model build failed: {exc}")
+    t1 = time.perf_counter()
+    build_s = t1 - t0
+    slot_of = list(range(len(problem.sessions)))
+    if method != "mip":
+        outcome, method = _solve_model(model, problem, slot_of, method)
+    else:
+        # exact: the rounded plan when the relaxation's bound proves it optimal, else the MIP
+        # started from it
+        outcome, bounds = _heuristic(model, problem, slot_of)
+        if not _proved(outcome, bounds, problem.options):
+            t_mip = time.perf_counter()
+            mip = StagedLp(problem.site, slots, n, problem.step_s, mip=True, threads=problem.options.threads)
+            mip.load(steps, slot_data)
+            if outcome.ok and outcome.x is not None:
+                mip.set_start(outcome.x)
+            build_s += time.perf_counter() - t_mip
+            exact = _run(mip, problem.options, problem.options.tie_breaks, problem.options.time_limit_s)
+            if (exact.ok and exact.status == "optimal") or not outcome.ok:
+                outcome = exact
+            elif outcome.ok:
+                # time limit: keep the better of the MIP incumbent and the rounded plan, with
+                # its gap to the relaxation's bound
+                better = (
+                    exact if exact.ok and _lex_less(exact.stage_values, outcome.stage_values) else outcome
+                )
+                gap = _gap(better.stage_values, bounds)
+                outcome = replace(better, status="feasible", gap=gap)
+    t2 = time.perf_counter()
+    return _finish(problem, outcome, method, slot_of, build_s * 1e3, (t2 - t1 - (build_s - (t1 - t0))) * 1e3)
+
+
+def _slot_mode(connector: Connector, vehicle_phases: int) -> int:
+    """The vehicle-phase mode of a session's slot: only a three-phase AC connector has two."""
+    return vehicle_phases if (connector.power_type == "AC" and len(connector.phases) == 3) else 3
+
+
+@dataclass
+class _Persistent:
+    model: StagedLp
+    slot_index: dict[tuple[str, int], int]
+    step_s: int
+
+
+class PersistentPlanner:
+    """The planner's model of one site, kept alive between re-plans.
+
+    Power is indexed by connector (one slot per connector and vehicle-phase mode, for every
+    pair planned so far), so a session arriving on a connector used before, leaving or changing
+    its preferences only changes bounds, right-hand sides and a few coefficients of the same
+    HiGHS model (a connector never used before rebuilds it); each stage restarts from the basis it ended
+    with last time. The plan has the same stage optima as `solve(problem)` (tested; tie-break
+    stages cut by their iteration budget may differ). Problems small enough for the exact MIP
+    are solved cold (`solve`). No I/O, no clock: the same calls give the same plans.
+    """
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self._state: _Persistent | None = None
+        self._known: set[tuple[str, int]] = set()
+
+    def _model(self, problem: Problem, n_steps: int, pairs: list[tuple[str, int]]) -> _Persistent:
+        """The kept model, rebuilt only when the step, a longer horizon or a (connector, mode)
+        pair never planned before needs it. Slots accumulate in a fixed (site) order, so the
+        model depends only on which pairs have been seen, and stays small on big sites where
+        few connectors are used."""
+        st = self._state
+        self._known.update(pairs)
+        if (
+            st is not None
+            and st.step_s == problem.step_s
+            and n_steps <= st.model.T
+            and all(p in st.slot_index for p in pairs)
+        ):
+            return st
+        slots: list[tuple[str, int]] = []
+        for c in self.site.connectors():
+            slots.extend((c.id, m) for m in (1, 3) if (c.id, m) in self._known)
+        model = StagedLp(self.site, slots, n_steps, problem.step_s, threads=problem.options.threads)
+        self._state = _Persistent(model, {s: k for k, s in enumerate(slots)}, problem.step_s)
+        return self._state
+
+    def update(self, problem: Problem) -> Plan:
+        """The plan of `problem` (whose site must be this planner's), re-solved warm."""
+        if problem.site != self.site:
+            raise ValueError("PersistentPlanner.update: the problem is for another site")
+        validate_problem(problem)
+        n = problem.n_steps()
+        limits = session_limits(problem, n)
+        method = choose_method(problem, limits)
+        if not problem.sessions or method == "mip":
+            return solve(problem)
+        t0 = time.perf_counter()
+        pairs = [
+            (s.connector_id, _slot_mode(lim.connector, s.vehicle_phases))
+            for s, lim in zip(problem.sessions, limits, strict=True)
+        ]
+        st = self._model(problem, n, pairs)
+        slot_of = [st.slot_index[p] for p in pairs]
+        slots = [SlotData() for _ in range(st.model.K)]
+        for lim in limits:
+            slots[slot_of[lim.index]] = _slot_data(problem, lim)
+        st.model.load(_step_data(problem, st.model.T), slots)
+        t1 = time.perf_counter()
+        outcome, method = _solve_model(st.model, problem, slot_of, method)
+        t2 = time.perf_counter()
+        if not outcome.ok:
+            self._state = None  # start afresh next time
+        return _finish(problem, outcome, method, slot_of, (t1 - t0) * 1e3, (t2 - t1) * 1e3)

@@ -1,0 +1,124 @@
+"""Needs estimation: every rung of the ladder, on hand-made inputs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from ems.needs import (
+    NeedInputs,
+    PastSession,
+    PeriodSample,
+    Preference,
+    SiteDefaults,
+    estimate_need,
+    learned_capacity_kwh,
+    parse_meter_id_preferences,
+    profile_limit_kw,
+)
+
+START = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
+NOW = START + timedelta(hours=1)
+
+
+def inputs(**kwargs: object) -> NeedInputs:
+    base: dict[str, object] = {
+        "start": START,
+        "delivered_kwh": 2.0,
+        "connector_max_power_kw": 22.08,
+        "connector_phases": 3,
+        "phase_voltage_v": 230.0,
+    }
+    base.update(kwargs)
+    return NeedInputs(**base)  # type: ignore[arg-type]
+
+
+def test_declared_need_and_departure_win() -> None:
+    need = estimate_need(
+        inputs(preference=Preference(departure=START + timedelta(hours=9), energy_need_kwh=20.0)), NOW
+    )
+    assert (need.energy_needed_kwh, need.energy_source) == (18.0, "declared")
+    assert (need.departure, need.departure_source) == (START + timedelta(hours=9), "declared")
+
+
+def test_soc_and_capacity_give_the_energy() -> None:
+    pref = Preference(soc_arrival_pct=40.0, battery_capacity_kwh=50.0, target_soc_pct=80.0)
+    need = estimate_need(inputs(preference=pref), NOW)
+    assert need.energy_source == "soc"
+    assert need.energy_needed_kwh == 0.4 * 50.0 - 2.0
+
+
+def test_capacity_is_learned_from_history() -> None:
+    # 20 kWh delivered from 50% on arrival, charging until it stopped by itself: about 40 kWh.
+    past = PastSession(
+        START - timedelta(days=1), START - timedelta(days=1, hours=-9), 20.0, 50.0, stopped_full=True
+    )
+    assert learned_capacity_kwh([past]) == 40.0
+    need = estimate_need(inputs(preference=Preference(soc_arrival_pct=75.0), history=[past]), NOW)
+    assert (need.battery_capacity_kwh, need.capacity_source) == (40.0, "learned")
+    assert (need.energy_needed_kwh, need.energy_source) == (0.25 * 40.0 - 2.0, "soc")
+
+
+def test_token_history_then_site_default() -> None:
+    history = [
+        PastSession(START - timedelta(days=d), START - timedelta(days=d) + timedelta(hours=h), kwh)
+        for d, h, kwh in ((1, 8, 10.0), (2, 9, 14.0), (3, 10, 30.0))
+    ]
+    need = estimate_need(inputs(history=history), NOW)
+    assert (need.energy_needed_kwh, need.energy_source) == (12.0, "token_history")
+    assert (need.departure, need.departure_source) == (START + timedelta(hours=9), "token_history")
+
+    defaults = SiteDefaults(energy_kwh=7.0, stay=timedelta(hours=3))
+    need = estimate_need(inputs(defaults=defaults), NOW)
+    assert (need.energy_needed_kwh, need.energy_source) == (5.0, "site_default")
+    assert (need.departure, need.departure_source) == (START + timedelta(hours=3), "site_default")
+
+
+def test_overdue_departure_gets_a_short_horizon() -> None:
+    late = NOW + timedelta(hours=5)
+    need = estimate_need(inputs(preference=Preference(departure=START + timedelta(hours=1))), late)
+    assert need.departure_source == "overdue" and need.departure > late
+
+
+def test_max_power_and_phases_are_learned_from_periods() -> None:
+    periods = [
+        # The first period is partial (the car plugged in mid-period): left out.
+        PeriodSample(START - timedelta(minutes=5), START, 1.0, 4.3, None),
+        # Under a 22 kW limit the car drew 7.2 kW on one phase (31.3 A): it limits itself.
+        PeriodSample(START, START + timedelta(minutes=15), 7.2, 31.3, 22.0),
+        # Under our 5 kW limit it drew 5 kW: that teaches nothing about its maximum.
+        PeriodSample(START + timedelta(minutes=15), START + timedelta(minutes=30), 5.0, 21.7, 5.0),
+    ]
+    need = estimate_need(inputs(periods=periods), NOW)
+    assert (need.max_power_kw, need.max_power_source) == (7.2, "learned")
+    assert (need.vehicle_phases, need.phases_source) == (1, "learned")
+    # Having drawn 11 kW (all our limit allowed), a later 5 kW self-limited draw (a battery
+    # tapering off) is no maximum.
+    more_then_less = [
+        PeriodSample(START, START + timedelta(minutes=15), 11.0, 15.9, None),
+        PeriodSample(START + timedelta(minutes=15), START + timedelta(minutes=30), 11.0, 15.9, 11.0),
+        PeriodSample(START + timedelta(minutes=30), START + timedelta(minutes=45), 5.0, 7.2, 22.0),
+    ]
+    assert estimate_need(inputs(periods=more_then_less), NOW).max_power_source == "connector"
+    three_phase = [PeriodSample(START, START + timedelta(minutes=15), 11.0, 15.9, None)]
+    assert estimate_need(inputs(periods=three_phase), NOW).vehicle_phases == 3
+    assert estimate_need(inputs(), NOW).max_power_source == "connector"
+
+
+def test_meter_id_preference_parse() -> None:
+    parsed = parse_meter_id_preferences("departure=2026-06-01T17:30:00Z;energy_kwh=20;soc_pct=35;x=1")
+    assert parsed == Preference(
+        departure=datetime(2026, 6, 1, 17, 30, tzinfo=UTC), energy_need_kwh=20.0, soc_arrival_pct=35.0
+    )
+    assert parse_meter_id_preferences("METER-0042") is None
+    assert parse_meter_id_preferences("departure=soon") is None
+
+
+def test_profile_limit_in_kw() -> None:
+    profile = {
+        "start_date_time": "2026-06-01T08:00:00Z",
+        "charging_rate_unit": "A",
+        "charging_profile_period": [{"start_period": 0, "limit": 16.0}, {"start_period": 900, "limit": 8.0}],
+    }
+    assert profile_limit_kw(profile, START + timedelta(minutes=5), 230.0, 3) == 16.0 * 230 * 3 / 1000
+    assert profile_limit_kw(profile, START + timedelta(minutes=20), 230.0, 1) == 8.0 * 230 / 1000
+    assert profile_limit_kw(profile, START - timedelta(minutes=1), 230.0, 3) is None

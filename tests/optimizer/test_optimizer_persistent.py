@@ -1,0 +1,89 @@
+"""`PersistentPlanner`: a model kept alive across session events gives the same stage optima as
+a cold `solve` of the same problem."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from optimizer_oracle import NOW, assert_feasible, at, pv_curve, sample_site
+from test_optimizer_solve import depot_problem
+
+from optimizer import PersistentPlanner, Problem, Session, SolveOptions, solve
+
+LP = SolveOptions(min_current=False)
+
+
+def office_events() -> list[Problem]:
+    site = sample_site("office-pv")
+    conns = site.connectors()
+    n = 48
+    base = Problem(
+        site,
+        NOW,
+        tuple(
+            Session(f"s{i}", conns[i].id, 10.0 + i, at(8 + i % 4), vehicle_phases=3 if i % 2 else 1)
+            for i in range(6)
+        ),
+        pv_kw=pv_curve(n, 30.0),
+        base_load_kw=(5.0,) * n,
+        price_eur_per_kwh=tuple(0.2 - 0.002 * k for k in range(n)),
+        objective="cost",
+        options=LP,
+    )
+    arrival = replace(
+        base, sessions=(*base.sessions, Session("new", conns[8].id, 15.0, at(9), vehicle_phases=1))
+    )
+    departure = replace(arrival, sessions=tuple(s for s in arrival.sessions if s.session_id != "s2"))
+    # the same connector now holds a single-phase car: another vehicle-phase slot
+    swap = replace(
+        departure,
+        sessions=tuple(
+            replace(s, vehicle_phases=3 - 2 * (s.vehicle_phases == 3)) if s.session_id == "s1" else s
+            for s in departure.sessions
+        ),
+    )
+    preference = replace(
+        swap,
+        sessions=tuple(
+            replace(s, energy_needed_kwh=40.0, departure=at(11)) if s.session_id == "s0" else s
+            for s in swap.sessions
+        ),
+    )
+    shortage = replace(
+        preference, sessions=tuple(replace(s, energy_needed_kwh=80.0) for s in preference.sessions)
+    )
+    self_consumption = replace(shortage, objective="self_consumption")
+    return [base, arrival, departure, swap, preference, shortage, self_consumption, base]
+
+
+def test_persistent_planner_equals_cold_solve_on_every_event() -> None:
+    planner = PersistentPlanner(sample_site("office-pv"))
+    for problem in office_events():
+        warm = planner.update(problem)
+        cold = solve(problem)
+        assert_feasible(problem, warm)
+        assert warm.status == cold.status == "optimal"
+        assert len(warm.stage_values) == len(cold.stage_values)
+        for a, b in zip(warm.stage_values, cold.stage_values, strict=True):
+            assert a == pytest.approx(b, rel=1e-6, abs=1e-5)
+        assert warm.unmet_kwh == pytest.approx(cold.unmet_kwh, abs=1e-5)
+        assert warm.grid_import_kwh == pytest.approx(cold.grid_import_kwh, abs=1e-4)
+
+
+def test_persistent_planner_on_a_depot_with_the_rounding_heuristic() -> None:
+    problem = depot_problem(40, min_current=True, n_steps=32)
+    problem = replace(problem, options=SolveOptions(min_current=True, mip_max_binaries=0))
+    planner = PersistentPlanner(problem.site)
+    first = planner.update(problem)
+    assert_feasible(problem, first)
+    assert first.method == "lp_heuristic"
+    fewer = replace(problem, sessions=problem.sessions[1:])
+    second = planner.update(fewer)
+    assert_feasible(fewer, second)
+
+
+def test_persistent_planner_refuses_another_site() -> None:
+    planner = PersistentPlanner(sample_site("office-pv"))
+    with pytest.raises(ValueError, match="another site"):
+        planner.update(Problem(sample_site("public-carpark"), NOW, ()))
