@@ -1,4 +1,4 @@
-"""The FastAPI application: OCPI 2.2.1 SCSP endpoints and the admin API."""
+"""The FastAPI application: OCPI 2.2.1 SCSP endpoints, the admin API, and the admin and driver pages."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import ui
 from api.admin import sites as admin_sites
 from api.ocpi.envelope import envelope
 from api.ocpi.middleware import OcpiTransportMiddleware
@@ -118,6 +119,8 @@ def create_app(
         admin_sites.router,
     ):
         app.include_router(router)
+
+    ui.install(app, settings)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

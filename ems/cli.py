@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ems import cli_optimize, cli_site
+from ems import cli_admin, cli_optimize, cli_site
 from ems.cli_common import fail
 from ems.cli_common import open_context as _context
 from ems.config import get_settings
@@ -27,6 +27,8 @@ partner_app = typer.Typer(help="OCPI partners: invite, register, list, sync.", n
 app.add_typer(partner_app, name="partner")
 app.add_typer(cli_site.app, name="site")
 app.command("optimize")(cli_optimize.optimize_command)
+app.add_typer(cli_admin.admin_app, name="admin")
+app.add_typer(cli_admin.driver_app, name="driver")
 
 
 @app.command()
@@ -35,7 +37,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
-    """Run the EMS: OCPI endpoints, the planner and dispatch, the admin API."""
+    """Run the EMS: OCPI endpoints, the planner and dispatch, the admin and driver pages."""
     import logging
 
     import uvicorn

@@ -46,6 +46,23 @@ class Settings(BaseSettings):
     admin_token: str | None = None
     """Bearer token of the admin API (EMS_ADMIN_TOKEN); unset disables the admin API."""
 
+    secret_key: str | None = None
+    """Signs driver links and admin session cookies (EMS_SECRET_KEY); unset, one is generated once
+    and kept in the database, so links and logins survive a restart."""
+    driver_link_ttl_s: int = Field(default=48 * 3600, gt=0)
+    """How long a driver link minted for a session stays valid."""
+    admin_session_max_age_s: int = Field(default=8 * 3600, gt=0)
+    """How long an admin stays logged in without logging in again."""
+
+    @field_validator("secret_key")
+    @classmethod
+    def _strong_secret_key(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if len(value) < 32 or value.strip() != value or len(set(value)) < 8:
+            raise ValueError("EMS_SECRET_KEY must be 32 or more varied characters, no surrounding spaces")
+        return value
+
     @field_validator("admin_token")
     @classmethod
     def _strong_admin_token(cls, value: str | None) -> str | None:

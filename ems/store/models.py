@@ -325,6 +325,30 @@ class SiteVersion(Base):
     author: Mapped[str | None] = mapped_column(String(100))
 
 
+class AdminUser(Base):
+    """Someone who may log in to the admin pages; only a scrypt hash of the password is kept."""
+
+    __tablename__ = "admin_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    """`scrypt$n$r$p$salt_b64$hash_b64` (see `ems.users`)."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+
+class AppSecret(Base):
+    """Secrets the EMS generates once and keeps (the key signing driver links and admin cookies
+    when `EMS_SECRET_KEY` is unset), so links and logins survive a restart."""
+
+    __tablename__ = "app_secret"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # The planning loop's tables live beside the domain they serve; imported here so that every
 # table is registered on `Base.metadata` wherever the models are loaded (Alembic included).
 from ems.store import planning as _planning  # noqa: E402, F401
