@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("ocpi_ingest", "optimizer")
+BENCHMARKS = ("ocpi_ingest", "optimizer", "planner_latency")
 
 
 def main(names: list[str]) -> None:

@@ -26,6 +26,7 @@ from ems.config import Settings
 from ems.context import EmsContext
 from ems.forecasts import forecast_series, import_series, office_base_load_kw
 from ems.ocpi.partners import invite
+from ems.users import create_user
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -95,6 +96,8 @@ def run_demo(options: DemoOptions) -> int:
     )
     import_series(ctx, stored.site.id, forecast)
     invitation = invite(ctx, "FR", "SIM", "CPO")
+    admin_password = secrets.token_urlsafe(12)
+    create_user(ctx, "admin", admin_password)
     ctx.close()
 
     children: list[subprocess.Popen[bytes]] = []
@@ -163,7 +166,8 @@ def run_demo(options: DemoOptions) -> int:
             cwd=REPO,
         )
         children.append(simulator)
-        print(f"EMS dashboard:      {public_url}/", flush=True)
+        print(f"EMS dashboard:      {public_url}/admin/sites/{stored.site.id}/dashboard", flush=True)
+        print(f"Admin login:        admin / {admin_password}", flush=True)
         print(f"OCPI versions URL:  {public_url}/ocpi/versions", flush=True)
         print(f"Admin API token:    {admin_token}", flush=True)
         print(
