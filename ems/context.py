@@ -34,8 +34,24 @@ class EmsContext:
             settings=settings, engine=engine, db=make_session_factory(engine), clock=settings.make_clock()
         )
 
+    _shared_http: httpx.Client | None = field(default=None, init=False, repr=False)
+
     def http_client(self) -> httpx.Client:
+        """A client of its own, for occasional calls (registration, pulls); close it after use."""
         return httpx.Client(timeout=self.settings.http_timeout_s, transport=self.transport)
 
+    @property
+    def http(self) -> httpx.Client:
+        """One pooled, thread-safe client for the hot path (profiles): connections are reused."""
+        if self._shared_http is None:
+            self._shared_http = httpx.Client(
+                timeout=self.settings.http_timeout_s,
+                transport=self.transport,
+                limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+            )
+        return self._shared_http
+
     def close(self) -> None:
+        if self._shared_http is not None:
+            self._shared_http.close()
         self.engine.dispose()

@@ -90,16 +90,15 @@ def _call(
         if base is None:
             raise OcpiClientError("the partner offers no chargingprofiles RECEIVER endpoint")
         url = join_url(base, session_id)
-        with ctx.http_client() as http:
-            client = partner_client(ctx, http, partner)
-            if kind == "set":
-                reply = client.request(
-                    "PUT", url, body={"charging_profile": charging_profile, "response_url": callback}
-                )
-            elif kind == "get":
-                reply = client.request("GET", url, params={"duration": duration_s, "response_url": callback})
-            else:
-                reply = client.request("DELETE", url, params={"response_url": callback})
+        client = partner_client(ctx, ctx.http, partner)
+        if kind == "set":
+            reply = client.request(
+                "PUT", url, body={"charging_profile": charging_profile, "response_url": callback}
+            )
+        elif kind == "get":
+            reply = client.request("GET", url, params={"duration": duration_s, "response_url": callback})
+        else:
+            reply = client.request("DELETE", url, params={"response_url": callback})
         http_status, status_code = reply.http_status, reply.status_code
         answer = ChargingProfileResponse.model_validate(reply.data)
         result, timeout_s = str(answer.result), answer.timeout
