@@ -7,12 +7,17 @@ whatever was queued before it.
 
 from __future__ import annotations
 
+import logging
+
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from ems import sites
 from ems.context import EmsContext
 from ems.dispatch import Dispatcher, OcpiProfileSink, ProfileSink
 from ems.ocpi.sync import sync_all
 from ems.planner import Planner, PlannerSettings
+
+logger = logging.getLogger(__name__)
 
 
 class Runtime:
@@ -48,10 +53,16 @@ class Runtime:
             max_instances=1,
             coalesce=True,
         )
+        # Plan before delivering: what was queued before a stop is superseded by today's plan
+        # rather than sent stale and then corrected.
+        for summary in sites.list_sites(self.ctx):
+            try:
+                self.planner.plan_site(summary.site_id, "startup")
+            except Exception:
+                logger.exception("start-up plan of site %s failed", summary.site_id)
         self.dispatcher.start()
         self.planner.start()
         self.scheduler.start()
-        self.planner.plan_all(trigger="startup")
 
     def stop(self) -> None:
         self.scheduler.shutdown(wait=False)
