@@ -274,74 +274,129 @@ def period_samples(
     return samples
 
 
-def latest_preference(db: DbSession, session: ChargingSession, partner: Partner | None) -> Preference:
-    row = db.scalars(
-        select(ChargingPreference)
-        .where(ChargingPreference.session_pk == session.id)
-        .order_by(ChargingPreference.received_at.desc(), ChargingPreference.id.desc())
-    ).first()
-    if row is not None:
-        return Preference(
-            departure=row.departure_time,
-            energy_need_kwh=row.energy_need_kwh,
-            soc_arrival_pct=row.soc_arrival_pct,
-            battery_capacity_kwh=row.battery_capacity_kwh,
-            target_soc_pct=row.target_soc_pct,
-        )
-    if partner is not None and partner.meter_id_preferences:
-        parsed = parse_meter_id_preferences(session.meter_id)
-        if parsed is not None:
-            return parsed
-    return Preference()
-
-
-def token_history(db: DbSession, session: ChargingSession, limit: int = 20) -> list[PastSession]:
-    """This token's last completed sessions at the same partner (the driver's habits)."""
-    uid = session.cdr_token.get("uid")
-    rows = db.scalars(
-        select(ChargingSession)
-        .where(
-            ChargingSession.partner_id == session.partner_id,
-            ChargingSession.id != session.id,
-            ChargingSession.status == "COMPLETED",
-            ChargingSession.end_date_time.is_not(None),
-        )
-        .order_by(ChargingSession.start_date_time.desc())
-        .limit(500)
+def _preference_of(row: ChargingPreference) -> Preference:
+    return Preference(
+        departure=row.departure_time,
+        energy_need_kwh=row.energy_need_kwh,
+        soc_arrival_pct=row.soc_arrival_pct,
+        battery_capacity_kwh=row.battery_capacity_kwh,
+        target_soc_pct=row.target_soc_pct,
     )
-    history = []
-    for row in rows:
-        if row.cdr_token.get("uid") != uid or row.end_date_time is None:
+
+
+@dataclass(frozen=True)
+class StoredInputs:
+    """What the store knows of a set of sessions, loaded in a fixed number of queries.
+
+    A plan estimates every active session of a site; one query per session and kind made the
+    snapshot, not the optimizer, the slowest part of planning at a hundred cars.
+    """
+
+    preferences: dict[int, Preference]
+    periods: dict[int, list[ChargingPeriod]]
+    profiles: dict[int, list[tuple[datetime, dict[str, Any]]]]
+    history: dict[int, list[PastSession]]
+
+
+HISTORY_SESSIONS = 20
+HISTORY_SCAN = 2000
+"""How many of a partner's latest completed sessions are searched for a token's history."""
+
+
+def load_stored_inputs(db: DbSession, sessions: Sequence[ChargingSession]) -> StoredInputs:
+    pks = [s.id for s in sessions]
+    partners = {
+        p.id: p for p in db.scalars(select(Partner).where(Partner.id.in_({s.partner_id for s in sessions})))
+    }
+
+    latest: dict[int, ChargingPreference] = {}
+    for row in db.scalars(
+        select(ChargingPreference)
+        .where(ChargingPreference.session_pk.in_(pks))
+        .order_by(ChargingPreference.received_at, ChargingPreference.id)
+    ):
+        latest[row.session_pk] = row
+    preferences: dict[int, Preference] = {}
+    for session in sessions:
+        if session.id in latest:
+            preferences[session.id] = _preference_of(latest[session.id])
             continue
-        pref = db.scalars(
-            select(ChargingPreference.soc_arrival_pct)
-            .where(ChargingPreference.session_pk == row.id, ChargingPreference.soc_arrival_pct.is_not(None))
-            .order_by(ChargingPreference.id.desc())
-        ).first()
-        powers = [
-            _dimension(p.dimensions, "POWER") or 0.0
-            for p in db.scalars(
-                select(ChargingPeriod)
-                .where(ChargingPeriod.session_pk == row.id)
-                .order_by(ChargingPeriod.position)
-            )
-        ]
-        stopped_full = bool(powers) and max(powers) > 0 and powers[-1] < FULL_POWER_RATIO * max(powers)
-        history.append(PastSession(row.start_date_time, row.end_date_time, row.kwh, pref, stopped_full))
-        if len(history) >= limit:
-            break
-    return history
+        partner = partners.get(session.partner_id)
+        parsed = (
+            parse_meter_id_preferences(session.meter_id)
+            if partner is not None and partner.meter_id_preferences
+            else None
+        )
+        preferences[session.id] = parsed or Preference()
 
+    periods: dict[int, list[ChargingPeriod]] = {pk: [] for pk in pks}
+    for period in db.scalars(
+        select(ChargingPeriod)
+        .where(ChargingPeriod.session_pk.in_(pks))
+        .order_by(ChargingPeriod.session_pk, ChargingPeriod.position)
+    ):
+        periods[period.session_pk].append(period)
 
-def sent_profiles(db: DbSession, session_pk: int) -> list[tuple[datetime, dict[str, Any]]]:
-    """Profiles of ours the CPO accepted for this session, in the order sent."""
-    rows = db.execute(
-        select(ProfileRequest.sent_at, ProfileRequest.charging_profile)
+    profiles: dict[int, list[tuple[datetime, dict[str, Any]]]] = {pk: [] for pk in pks}
+    for session_pk, sent_at, profile in db.execute(
+        select(ProfileRequest.session_pk, ProfileRequest.sent_at, ProfileRequest.charging_profile)
         .where(
-            ProfileRequest.session_pk == session_pk,
+            ProfileRequest.session_pk.in_(pks),
             ProfileRequest.kind == "set",
             ProfileRequest.response_result == "ACCEPTED",
         )
         .order_by(ProfileRequest.id)
-    )
-    return [(sent_at, profile) for sent_at, profile in rows if profile]
+    ):
+        if profile and session_pk is not None:
+            profiles[session_pk].append((sent_at, profile))
+
+    return StoredInputs(preferences, periods, profiles, _histories(db, sessions))
+
+
+def _histories(db: DbSession, sessions: Sequence[ChargingSession]) -> dict[int, list[PastSession]]:
+    """Each session's token's last completed sessions at the same partner (the driver's habits)."""
+    wanted = {(s.partner_id, s.cdr_token.get("uid")) for s in sessions}
+    past_rows: dict[tuple[int, Any], list[ChargingSession]] = {key: [] for key in wanted}
+    for partner_id in {s.partner_id for s in sessions}:
+        for row in db.scalars(
+            select(ChargingSession)
+            .where(
+                ChargingSession.partner_id == partner_id,
+                ChargingSession.status == "COMPLETED",
+                ChargingSession.end_date_time.is_not(None),
+            )
+            .order_by(ChargingSession.start_date_time.desc())
+            .limit(HISTORY_SCAN)
+        ):
+            key = (partner_id, row.cdr_token.get("uid"))
+            if key in past_rows and len(past_rows[key]) < HISTORY_SESSIONS:
+                past_rows[key].append(row)
+    past_pks = [row.id for rows in past_rows.values() for row in rows]
+    soc: dict[int, float] = {}
+    for session_pk, soc_pct in db.execute(
+        select(ChargingPreference.session_pk, ChargingPreference.soc_arrival_pct)
+        .where(ChargingPreference.session_pk.in_(past_pks), ChargingPreference.soc_arrival_pct.is_not(None))
+        .order_by(ChargingPreference.id)
+    ):
+        if soc_pct is not None:
+            soc[session_pk] = soc_pct
+    powers: dict[int, list[float]] = {pk: [] for pk in past_pks}
+    for session_pk, dimensions in db.execute(
+        select(ChargingPeriod.session_pk, ChargingPeriod.dimensions)
+        .where(ChargingPeriod.session_pk.in_(past_pks))
+        .order_by(ChargingPeriod.session_pk, ChargingPeriod.position)
+    ):
+        powers[session_pk].append(_dimension(dimensions, "POWER") or 0.0)
+    histories: dict[int, list[PastSession]] = {}
+    for session in sessions:
+        history = []
+        for row in past_rows[(session.partner_id, session.cdr_token.get("uid"))]:
+            if row.id == session.id or row.end_date_time is None:
+                continue
+            drawn = powers[row.id]
+            stopped_full = bool(drawn) and max(drawn) > 0 and drawn[-1] < FULL_POWER_RATIO * max(drawn)
+            history.append(
+                PastSession(row.start_date_time, row.end_date_time, row.kwh, soc.get(row.id), stopped_full)
+            )
+        histories[session.id] = history
+    return histories

@@ -43,15 +43,14 @@ from ems.needs import (
     Need,
     NeedInputs,
     SiteDefaults,
+    StoredInputs,
     estimate_need,
-    latest_preference,
+    load_stored_inputs,
     period_samples,
-    sent_profiles,
-    token_history,
 )
 from ems.ocpi.datetimes import format_ocpi_datetime
 from ems.store.db import transaction
-from ems.store.models import ChargingPeriod, ChargingSession, Partner
+from ems.store.models import ChargingSession, Partner
 from ems.store.planning import PlanRecord, SessionNeed
 from grid_models.electrical import session_max_power_kw
 from grid_models.site import Connector, Site
@@ -292,6 +291,7 @@ class Planner:
                 .where(ChargingSession.status.in_(ACTIVE_STATUSES), ChargingSession.stale.is_(False))
                 .order_by(ChargingSession.id)
             ).all()
+            placed: list[tuple[ChargingSession, Connector, tuple[str, ...]]] = []
             for row in rows:
                 key = (row.evse_uid, row.connector_id)
                 connector = by_key.get(key)
@@ -302,12 +302,13 @@ class Planner:
                     stand_in = sites.conservative_connector(site, unplaced[key])
                     stand_ins.append(stand_in)
                     connector, flags = stand_in.connector, stand_in.flags
-                if any(p.session_pk == row.id for p in planned) or any(
-                    p.connector.id == connector.id for p in planned
-                ):
-                    continue
-                need = self._need(db, row, site, connector, defaults, now)
-                planned.append(PlannedSession(row.id, row.session_id, connector, need, flags))
+                if any(c.id == connector.id for _, c, _ in placed):
+                    continue  # two sessions on one connector: the newer one is a CPO glitch
+                placed.append((row, connector, flags))
+            stored_inputs = load_stored_inputs(db, [row for row, _, _ in placed])
+        for row, connector, flags in placed:
+            need = self._need(row, site, connector, defaults, stored_inputs, now)
+            planned.append(PlannedSession(row.id, row.session_id, connector, need, flags))
         if stand_ins:
             site = sites.with_conservative_connectors(site, stand_ins)
         problem = self._problem(site, now, planned)
@@ -315,21 +316,13 @@ class Planner:
 
     def _need(
         self,
-        db: Any,
         row: ChargingSession,
         site: Site,
         connector: Connector,
         defaults: SiteDefaults,
+        stored: StoredInputs,
         now: datetime,
     ) -> Need:
-        partner = db.get(Partner, row.partner_id)
-        periods = list(
-            db.scalars(
-                select(ChargingPeriod)
-                .where(ChargingPeriod.session_pk == row.id)
-                .order_by(ChargingPeriod.position)
-            )
-        )
         phases = len(connector.phases)
         inputs = NeedInputs(
             start=row.start_date_time,
@@ -337,9 +330,11 @@ class Planner:
             connector_max_power_kw=session_max_power_kw(site, connector, phases),
             connector_phases=phases,
             phase_voltage_v=site.phase_voltage_v,
-            preference=latest_preference(db, row, partner),
-            periods=period_samples(periods, now, sent_profiles(db, row.id), site.phase_voltage_v, phases),
-            history=token_history(db, row),
+            preference=stored.preferences[row.id],
+            periods=period_samples(
+                stored.periods[row.id], now, stored.profiles[row.id], site.phase_voltage_v, phases
+            ),
+            history=stored.history[row.id],
             defaults=defaults,
         )
         return estimate_need(inputs, now)
