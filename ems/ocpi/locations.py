@@ -101,6 +101,18 @@ def _fill_evse(row: EvseRow, evse: EVSE) -> None:
     row.connectors = connectors
 
 
+def _replace_evses(row: LocationRow, evses: list[EVSE]) -> None:
+    """The location's EVSEs become `evses`, in order; rows of EVSEs that stay are updated in place."""
+    existing = {e.uid: e for e in row.evses}
+    rows: list[EvseRow] = []
+    for position, evse in enumerate(evses):
+        evse_row = existing.get(evse.uid) or EvseRow(connectors=[])
+        _fill_evse(evse_row, evse)
+        evse_row.position = position
+        rows.append(evse_row)
+    row.evses = rows
+
+
 def _fill_location(row: LocationRow, location: Location) -> None:
     row.time_zone = location.time_zone
     row.data = _dump(location, exclude={"evses"})
@@ -169,14 +181,7 @@ def put_location(
             )
             db.add(row)
         _fill_location(row, body)
-        existing = {e.uid: e for e in row.evses}
-        evses: list[EvseRow] = []
-        for position, evse in enumerate(body.evses or []):
-            evse_row = existing.get(evse.uid) or EvseRow(connectors=[])
-            _fill_evse(evse_row, evse)
-            evse_row.position = position
-            evses.append(evse_row)
-        row.evses = evses
+        _replace_evses(row, body.evses or [])
     _publish(ctx, caller, cc, pid, location_id, None, None)
     return PushOutcome(created=created)
 
@@ -248,14 +253,7 @@ def patch_location(
             merged["evses"] = list(by_uid.values())
         location = _validated(Location, merged, "the location")
         _fill_location(row, location)
-        existing = {e.uid: e for e in row.evses}
-        evses: list[EvseRow] = []
-        for position, evse in enumerate(location.evses or []):
-            evse_row = existing.get(evse.uid) or EvseRow(connectors=[])
-            _fill_evse(evse_row, evse)
-            evse_row.position = position
-            evses.append(evse_row)
-        row.evses = evses
+        _replace_evses(row, location.evses or [])
     _publish(ctx, caller, cc, pid, location_id, None, None)
     return PushOutcome(created=False)
 

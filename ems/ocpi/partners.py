@@ -229,6 +229,25 @@ def accept_registration(ctx: EmsContext, caller: Caller, credentials: dict[str, 
     """A credentials POST: the caller (holding token A) registers with us."""
     if not caller.with_token_a:
         raise OcpiError(OcpiStatus.CLIENT_ERROR, "already registered: use PUT to update", 405)
+    return _register(
+        ctx, caller, credentials, expected_status=PartnerStatus.INVITED, party="the party invited"
+    )
+
+
+def update_registration(ctx: EmsContext, caller: Caller, credentials: dict[str, Any]) -> dict[str, Any]:
+    """A credentials PUT: new token and URLs; we re-fetch the endpoints and rotate our token."""
+    if caller.with_token_a or caller.status != PartnerStatus.REGISTERED:
+        raise OcpiError(OcpiStatus.CLIENT_ERROR, "not registered: use POST to register", 405)
+    return _register(
+        ctx, caller, credentials, expected_status=PartnerStatus.REGISTERED, party="the registered party"
+    )
+
+
+def _register(
+    ctx: EmsContext, caller: Caller, credentials: dict[str, Any], *, expected_status: str, party: str
+) -> dict[str, Any]:
+    """Both credentials POST and PUT: check the roles, fetch the caller's endpoints with its new
+    token (outside any transaction: that is a network call), then store it all and issue our token."""
     with ctx.db() as db:
         partner = _get_partner(db, caller.partner_id)
         encoding = partner.token_encoding
@@ -237,22 +256,22 @@ def accept_registration(ctx: EmsContext, caller: Caller, credentials: dict[str, 
     if role is None:
         raise OcpiError(
             OcpiStatus.INVALID_OR_MISSING_PARAMETERS,
-            f"roles: none for country_code {expected[0]} / party_id {expected[1]}, the party invited",
+            f"roles: none for country_code {expected[0]} / party_id {expected[1]}, {party}",
         )
     with ctx.http_client() as http:
         version, endpoints = fetch_endpoints(
             _client_for(ctx, http, credentials["token"], encoding), credentials["url"]
         )
     _require_endpoints(endpoints)
-    token_c = new_token()
+    token = new_token()
     with transaction(ctx.db) as db:
         partner = _get_partner(db, caller.partner_id)
-        if partner.status != PartnerStatus.INVITED:
-            raise OcpiError(OcpiStatus.CLIENT_ERROR, "already registered: use PUT to update", 405)
-        _store_registration(partner, credentials, version, endpoints, token_c)
+        if partner.status != expected_status:
+            raise OcpiError(OcpiStatus.CLIENT_ERROR, f"registration state changed to {partner.status}", 405)
+        _store_registration(partner, credentials, version, endpoints, token)
         partner.business_name = role.get("business_details", {}).get("name")
     forget_callers()
-    return own_credentials(ctx, token_c)
+    return own_credentials(ctx, token)
 
 
 def _store_registration(
@@ -268,34 +287,6 @@ def _store_registration(
     partner.token_a = None
     partner.token_a_sha256 = None
     partner.status = PartnerStatus.REGISTERED
-
-
-def update_registration(ctx: EmsContext, caller: Caller, credentials: dict[str, Any]) -> dict[str, Any]:
-    """A credentials PUT: new token and URLs; we re-fetch the endpoints and rotate our token."""
-    if caller.with_token_a or caller.status != PartnerStatus.REGISTERED:
-        raise OcpiError(OcpiStatus.CLIENT_ERROR, "not registered: use POST to register", 405)
-    with ctx.db() as db:
-        partner = _get_partner(db, caller.partner_id)
-        encoding = partner.token_encoding
-        expected = (partner.country_code, partner.party_id)
-    role = _matching_role(credentials["roles"], *expected)
-    if role is None:
-        raise OcpiError(
-            OcpiStatus.INVALID_OR_MISSING_PARAMETERS,
-            f"roles: none for country_code {expected[0]} / party_id {expected[1]}, the registered party",
-        )
-    with ctx.http_client() as http:
-        version, endpoints = fetch_endpoints(
-            _client_for(ctx, http, credentials["token"], encoding), credentials["url"]
-        )
-    _require_endpoints(endpoints)
-    token_c = new_token()
-    with transaction(ctx.db) as db:
-        partner = _get_partner(db, caller.partner_id)
-        _store_registration(partner, credentials, version, endpoints, token_c)
-        partner.business_name = role.get("business_details", {}).get("name")
-    forget_callers()
-    return own_credentials(ctx, token_c)
 
 
 def unregister(ctx: EmsContext, caller: Caller) -> None:
