@@ -8,6 +8,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -74,6 +75,29 @@ def _floor_tenth(value: float) -> float:
     return math.floor(value * 10.0 + ROUNDING_EPS) / 10.0
 
 
+def _per_kw(lim: SessionLimits, voltage_v: float) -> tuple[Literal["A", "W"], float]:
+    if lim.connector.power_type == "DC":
+        return "W", 1000.0
+    return "A", 1000.0 / (voltage_v * lim.phases_drawn)
+
+
+def _floor_tenths(power_kw: FloatArray, per_kw: FloatArray | float) -> FloatArray:
+    """`_floor_tenth(max(0, p) * per_kw)` elementwise (the same float operations)."""
+    out: FloatArray = np.floor(np.maximum(0.0, power_kw) * per_kw * 10.0 + ROUNDING_EPS) / 10.0
+    return out
+
+
+def _profile(
+    start: datetime, step_s: int, unit: Literal["A", "W"], limits: list[float], changes: list[int]
+) -> ChargingProfile:
+    periods = [ChargingProfilePeriod(start_period=k * step_s, limit=limits[k]) for k in changes]
+    if periods and periods[-1].limit != 0.0:
+        periods.append(ChargingProfilePeriod(start_period=len(limits) * step_s, limit=0.0))
+    if not periods:
+        periods.append(ChargingProfilePeriod(start_period=0, limit=0.0))
+    return ChargingProfile(start, unit, tuple(periods))
+
+
 def charging_profile(
     start: datetime, step_s: int, power_kw: Sequence[float], lim: SessionLimits, voltage_v: float
 ) -> ChargingProfile:
@@ -83,18 +107,31 @@ def charging_profile(
     0.1 so the profile never allows more than the plan; consecutive equal limits are merged;
     since the last period's limit holds after it (OCPI), a plan that stops ends with a 0 period.
     """
-    unit: str = "W" if lim.connector.power_type == "DC" else "A"
-    per_kw = 1000.0 if unit == "W" else 1000.0 / (voltage_v * lim.phases_drawn)
-    periods: list[ChargingProfilePeriod] = []
-    for k, p in enumerate(power_kw):
-        limit = _floor_tenth(max(0.0, p) * per_kw)
-        if not periods or periods[-1].limit != limit:
-            periods.append(ChargingProfilePeriod(start_period=k * step_s, limit=limit))
-    if periods and periods[-1].limit != 0.0:
-        periods.append(ChargingProfilePeriod(start_period=len(power_kw) * step_s, limit=0.0))
-    if not periods:
-        periods.append(ChargingProfilePeriod(start_period=0, limit=0.0))
-    return ChargingProfile(start, "W" if unit == "W" else "A", tuple(periods))
+    unit, per_kw = _per_kw(lim, voltage_v)
+    limits = _floor_tenths(np.asarray(power_kw, dtype=float), per_kw)
+    changes = [k for k in range(limits.size) if k == 0 or limits[k] != limits[k - 1]]
+    return _profile(start, step_s, unit, limits.tolist(), changes)
+
+
+def _profiles(
+    start: datetime, step_s: int, power: FloatArray, limits: list[SessionLimits], voltage_v: float
+) -> list[ChargingProfile]:
+    """`charging_profile` of every row of `power` at once (numpy over the whole matrix)."""
+    if not limits:
+        return []
+    units = [_per_kw(lim, voltage_v) for lim in limits]
+    per_kw = np.array([u[1] for u in units])
+    lim_mat = _floor_tenths(power, per_kw[:, None])
+    change = np.ones(lim_mat.shape, dtype=bool)
+    change[:, 1:] = lim_mat[:, 1:] != lim_mat[:, :-1]
+    rows, cols = np.nonzero(change)
+    bounds = np.searchsorted(rows, np.arange(len(limits) + 1)).tolist()
+    cols_l = cols.tolist()
+    mat_l = lim_mat.tolist()
+    return [
+        _profile(start, step_s, units[i][0], mat_l[i], cols_l[bounds[i] : bounds[i + 1]])
+        for i in range(len(limits))
+    ]
 
 
 def build_plan(
@@ -108,6 +145,7 @@ def build_plan(
     build_ms: float = 0.0,
     solve_ms: float = 0.0,
     stage_values: Sequence[float] = (),
+    limits: list[SessionLimits] | None = None,
 ) -> Plan:
     """The plan of `power_kw[i, t]` (session i of `problem.sessions`, step t) with its totals:
     grid import `max(0, EV + base − PV)`, PV used `min(PV, EV + base)`, cost and peak."""
@@ -119,7 +157,8 @@ def build_plan(
         None if problem.price_eur_per_kwh is None else np.array(aligned(problem.price_eur_per_kwh, n, True))
     )
     dt_h = problem.step_s / 3600.0
-    limits = session_limits(problem, n)
+    if limits is None:
+        limits = session_limits(problem, n)
     power = np.zeros((len(problem.sessions), n)) if power_kw.size == 0 else power_kw[:, :n]
     ev = power.sum(axis=0) if len(problem.sessions) else np.zeros(n)
     grid = np.maximum(0.0, ev + base - pv)
@@ -127,6 +166,7 @@ def build_plan(
     sessions: dict[str, SessionPlan] = {}
     weighted_unmet = 0.0
     total_unmet = 0.0
+    profiles = _profiles(steps[0], problem.step_s, power, limits, problem.site.phase_voltage_v)
     for s, lim in zip(problem.sessions, limits, strict=True):
         row = power[lim.index]
         planned = float(row.sum() * dt_h)
@@ -139,13 +179,11 @@ def build_plan(
             evse_uid=lim.connector.evse_uid,
             ocpi_connector_id=lim.connector.connector_id,
             vehicle_phases=s.vehicle_phases,
-            power_kw=tuple(float(x) for x in row),
+            power_kw=tuple(row.tolist()),
             energy_needed_kwh=s.energy_needed_kwh,
             energy_planned_kwh=planned,
             unmet_kwh=s.energy_needed_kwh - planned,
-            charging_profile=charging_profile(
-                steps[0], problem.step_s, row.tolist(), lim, problem.site.phase_voltage_v
-            ),
+            charging_profile=profiles[lim.index],
         )
     weights = problem.objective_weights()
     return Plan(
@@ -155,11 +193,11 @@ def build_plan(
         step_s=problem.step_s,
         steps=steps,
         sessions=sessions,
-        grid_import_kw=tuple(float(x) for x in grid),
-        pv_used_kw=tuple(float(x) for x in pv_used),
-        pv_kw=tuple(float(x) for x in pv),
-        base_load_kw=tuple(float(x) for x in base),
-        price_eur_per_kwh=None if price is None else tuple(float(x) for x in price),
+        grid_import_kw=tuple(grid.tolist()),
+        pv_used_kw=tuple(pv_used.tolist()),
+        pv_kw=tuple(pv.tolist()),
+        base_load_kw=tuple(base.tolist()),
+        price_eur_per_kwh=None if price is None else tuple(price.tolist()),
         grid_import_kwh=float(grid.sum() * dt_h),
         unmet_kwh=total_unmet,
         weighted_unmet_kwh=weighted_unmet,

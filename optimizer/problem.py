@@ -77,6 +77,9 @@ class SolveOptions:
     tie_breaks: bool = True
     tie_break_iteration_ratio: float = 0.25
     """Simplex iterations the tie-break stages may use, relative to stages 1–2 (deterministic)."""
+    tie_break_min_iterations: int = 1000
+    """... and at least this many (a warm re-plan's stages 1–2 take only a few iterations: this
+    floor is then the budget, and the earliness stage usually spends it)."""
     threads: int = 1
 
 

@@ -21,11 +21,15 @@ best feasible point found and `Plan.message` says so.
 The minimum-current rule (an AC session draws 0 or at least `min_current_a` per phase) is
 exact while the count of on/off decisions is at most `SolveOptions.mip_max_binaries`: the LP
 rounding below is tried first and kept when it reaches the relaxation's bound in stages 1 and 2
-(then it is a MIP optimum), else a HiGHS MIP started from it runs under the time limit (`gap`
-reported, the better of the two kept). Above that size, LP rounding alone (`lp_heuristic`):
-solve the relaxation, switch each session's fractional steps on (the largest ones, as many as
-carry its fractional energy at minimum power) or off, and re-solve every stage with that pattern
-fixed; if that is infeasible, all fractional steps go off.
+and, under shortage, in the fairness stages 3–4 (then it is a MIP optimum in those stages),
+else a HiGHS MIP started from it runs under the time limit (`gap` reported, the better of the
+two kept); the MIP keeps its binaries free through the fairness stages. Above that size, LP
+rounding alone (`lp_heuristic`): solve the relaxation — stages 1–2 and, under shortage, the
+fairness stages, so the pattern follows a fair split (rounding a relaxation optimal in stages
+1–2 only could give the whole shortage to some drivers and freeze it there) — switch each
+session's fractional steps on (the largest ones, as many as carry its fractional energy at
+minimum power) or off, and re-solve every stage with that pattern fixed; if that is
+infeasible, all fractional steps go off.
 
 Whatever happens a plan comes back: an infeasible, failed or timed-out solve gives the
 proportional fallback (`optimizer.fallback`) flagged `status="fallback"` with a message, and
@@ -89,14 +93,22 @@ def choose_method(problem: Problem, limits: list[SessionLimits]) -> Method:
     return "mip" if _n_binaries(limits) <= problem.options.mip_max_binaries else "lp_heuristic"
 
 
-def _run(model: StagedLp, options: SolveOptions, tie_breaks: bool, time_limit_s: float) -> StageOutcome:
+def _run(
+    model: StagedLp,
+    options: SolveOptions,
+    tie_breaks: bool,
+    time_limit_s: float,
+    fairness: bool | None = None,
+) -> StageOutcome:
     return model.solve(
+        fairness=fairness,
         time_limit_s=time_limit_s,
         rel_tol=options.stage_rel_tol,
         abs_tol=options.stage_abs_tol,
         tie_breaks=tie_breaks,
         mip_rel_gap=options.mip_rel_gap,
         tie_break_iteration_ratio=options.tie_break_iteration_ratio,
+        tie_break_min_iterations=options.tie_break_min_iterations,
     )
 
 
@@ -127,10 +139,15 @@ def _round_pattern(
 
 def _heuristic(model: StagedLp, problem: Problem, slot_of: list[int]) -> tuple[StageOutcome, list[float]]:
     """LP rounding: the relaxation, then every stage with the rounded on/off pattern fixed;
-    returns the outcome and the relaxation's stage-1/2 optima (lower bounds of the MIP's)."""
+    returns the outcome and the relaxation's optima of stages 1–2 and, under shortage, of the
+    fairness stages 3–4 (lower bounds of the MIP's).
+
+    The relaxation runs the fairness stages before it is rounded: a relaxed plan optimal in
+    stages 1–2 alone may put the whole shortage on some drivers, and the rounded pattern would
+    freeze that (all the energy on one car) so no later stage could undo it."""
     opts = problem.options
     t0 = time.perf_counter()
-    relaxed = _run(model, opts, False, opts.time_limit_s)
+    relaxed = _run(model, opts, False, opts.time_limit_s, fairness=opts.tie_breaks)
     if not relaxed.ok:
         return relaxed, []
     slots = model.slot_data
@@ -145,17 +162,23 @@ def _heuristic(model: StagedLp, problem: Problem, slot_of: list[int]) -> tuple[S
     return outcome, relaxed.stage_values
 
 
+FAIR_STAGES = 4
+"""Stages 1–2 and the fairness stages 3–4: what the rounded plan must match to be exact."""
+
+
 def _proved(outcome: StageOutcome, bounds: list[float], opts: SolveOptions) -> bool:
-    """True when the rounded plan reaches the relaxation's optimum in stages 1 and 2, which
-    makes it an optimum of the exact MIP too."""
-    if not outcome.ok or len(bounds) < 2 or len(outcome.stage_values) < 2:
+    """True when the rounded plan reaches the relaxation's optimum in stages 1 and 2 and,
+    under shortage, in the fairness stages 3–4, which makes it an optimum of the exact MIP
+    in those stages too."""
+    m = min(len(bounds), FAIR_STAGES)
+    if not outcome.ok or m < 2 or len(outcome.stage_values) < m:
         return False
-    tol = [10 * (opts.stage_abs_tol + opts.stage_rel_tol * abs(b)) + 1e-6 * abs(b) for b in bounds[:2]]
-    return all(outcome.stage_values[i] <= bounds[i] + tol[i] for i in range(2))
+    tol = [10 * (opts.stage_abs_tol + opts.stage_rel_tol * abs(b)) + 1e-6 * abs(b) for b in bounds[:m]]
+    return all(outcome.stage_values[i] <= bounds[i] + tol[i] for i in range(m))
 
 
 def _lex_less(a: list[float], b: list[float]) -> bool:
-    for x, y in zip(a[:2], b[:2], strict=False):
+    for x, y in zip(a[:FAIR_STAGES], b[:FAIR_STAGES], strict=False):
         if x < y - 1e-6 * max(1.0, abs(y)):
             return True
         if x > y + 1e-6 * max(1.0, abs(y)):
@@ -165,7 +188,7 @@ def _lex_less(a: list[float], b: list[float]) -> bool:
 
 def _gap(values: list[float], bounds: list[float]) -> float:
     """Relative gap of the first stage not at its bound (relaxation optimum)."""
-    for v, b in zip(values[:2], bounds[:2], strict=False):
+    for v, b in zip(values[:FAIR_STAGES], bounds[:FAIR_STAGES], strict=False):
         if v > b + 1e-6 * max(1.0, abs(b)):
             return (v - b) / max(abs(v), 1e-9)
     return 0.0
@@ -189,6 +212,7 @@ def _finish(
     slot_of: list[int],
     build_ms: float,
     solve_ms: float,
+    limits: list[SessionLimits] | None = None,
 ) -> Plan:
     n = problem.n_steps()
     if outcome.ok:
@@ -212,6 +236,7 @@ def _finish(
                 build_ms=build_ms,
                 solve_ms=solve_ms,
                 stage_values=outcome.stage_values,
+                limits=limits,
             )
         message = f"solved plan failed the feasibility check ({len(report.violations)} violation(s))"
     else:
@@ -283,7 +308,8 @@ def solve(problem: Problem) -> Plan:
                 gap = _gap(better.stage_values, bounds)
                 outcome = replace(better, status="feasible", gap=gap)
     t2 = time.perf_counter()
-    return _finish(problem, outcome, method, slot_of, build_s * 1e3, (t2 - t1 - (build_s - (t1 - t0))) * 1e3)
+    solve_ms = (t2 - t1 - (build_s - (t1 - t0))) * 1e3
+    return _finish(problem, outcome, method, slot_of, build_s * 1e3, solve_ms, limits)
 
 
 def _slot_mode(connector: Connector, vehicle_phases: int) -> int:
@@ -304,10 +330,12 @@ class PersistentPlanner:
     Power is indexed by connector (one slot per connector and vehicle-phase mode, for every
     pair planned so far), so a session arriving on a connector used before, leaving or changing
     its preferences only changes bounds, right-hand sides and a few coefficients of the same
-    HiGHS model (a connector never used before rebuilds it); each stage restarts from the basis it ended
-    with last time. The plan has the same stage optima as `solve(problem)` (tested; tie-break
-    stages cut by their iteration budget may differ). Problems small enough for the exact MIP
-    are solved cold (`solve`). No I/O, no clock: the same calls give the same plans.
+    HiGHS model; each stage restarts from the basis it ended with last time. A connector never
+    used before rebuilds the model (at least as many steps as before), which takes over those
+    bases (`StagedLp.inherit_bases`): a rebuild, not a cold solve. The plan has the same stage
+    optima as `solve(problem)` (tested; tie-break stages cut by their iteration budget may
+    differ). Problems small enough for the exact MIP are solved cold (`solve`). No I/O, no
+    clock: the same calls give the same plans.
     """
 
     def __init__(self, site: Site) -> None:
@@ -322,6 +350,7 @@ class PersistentPlanner:
         few connectors are used."""
         st = self._state
         self._known.update(pairs)
+
         if (
             st is not None
             and st.step_s == problem.step_s
@@ -332,7 +361,11 @@ class PersistentPlanner:
         slots: list[tuple[str, int]] = []
         for c in self.site.connectors():
             slots.extend((c.id, m) for m in (1, 3) if (c.id, m) in self._known)
-        model = StagedLp(self.site, slots, n_steps, problem.step_s, threads=problem.options.threads)
+        same_step = st is not None and st.step_s == problem.step_s
+        n_model = max(n_steps, st.model.T) if (st is not None and same_step) else n_steps
+        model = StagedLp(self.site, slots, n_model, problem.step_s, threads=problem.options.threads)
+        if st is not None and same_step:
+            model.inherit_bases(st.model)
         self._state = _Persistent(model, {s: k for k, s in enumerate(slots)}, problem.step_s)
         return self._state
 
@@ -362,4 +395,4 @@ class PersistentPlanner:
         t2 = time.perf_counter()
         if not outcome.ok:
             self._state = None  # start afresh next time
-        return _finish(problem, outcome, method, slot_of, (t1 - t0) * 1e3, (t2 - t1) * 1e3)
+        return _finish(problem, outcome, method, slot_of, (t1 - t0) * 1e3, (t2 - t1) * 1e3, limits)

@@ -68,10 +68,42 @@ def assert_feasible(problem: Problem, plan: Plan, *, min_current: bool | None = 
         assert sp.energy_planned_kwh <= s.energy_needed_kwh + 1e-5
         assert math.isclose(sp.unmet_kwh, s.energy_needed_kwh - sp.energy_planned_kwh, abs_tol=1e-9)
         assert_profile_within_plan(problem, plan, s.session_id)
+    if plan.method in OPTIMIZED and problem.options.tie_breaks:
+        assert_shortage_shared(problem, plan)
     ev = [sum(plan.sessions[s.session_id].power_kw[t] for s in problem.sessions) for t in range(n)]
     for t in range(n):
         assert math.isclose(plan.grid_import_kw[t], max(0.0, ev[t] + base[t] - pv[t]), abs_tol=1e-9)
         assert math.isclose(plan.pv_used_kw[t], min(pv[t], ev[t] + base[t]), abs_tol=1e-9)
+
+
+OPTIMIZED = ("lp", "mip", "lp_heuristic", "perfect_foresight")
+"""Methods that promise the fairness tie-break under shortage."""
+
+
+def assert_shortage_shared(
+    problem: Problem, plan: Plan, rel_tol: float = 0.05, abs_tol_kwh: float = 1e-3
+) -> None:
+    """Under shortage, never all of it on some drivers: no session that could charge (need,
+    window, power) gets 0 while another of the same priority gets more than its share of the
+    planned energy in proportion to need (+ `rel_tol` of that share + `abs_tol_kwh`)."""
+    if plan.unmet_kwh <= 1e-6:
+        return
+    lims = session_limits(problem)
+    served = sum(sp.energy_planned_kwh for sp in plan.sessions.values())
+    need = sum(s.energy_needed_kwh for s in problem.sessions)
+    for s, lim in zip(problem.sessions, lims, strict=True):
+        could = s.energy_needed_kwh > 1e-6 and lim.end > lim.start and lim.pmax_kw > 0
+        if not could or plan.sessions[s.session_id].energy_planned_kwh > 1e-6:
+            continue
+        for o in problem.sessions:
+            if o.priority != s.priority or o is s:
+                continue
+            share = served * o.energy_needed_kwh / need
+            got = plan.sessions[o.session_id].energy_planned_kwh
+            assert got <= share * (1 + rel_tol) + abs_tol_kwh, (
+                f"{s.session_id} gets nothing while {o.session_id} gets {got:.3f} kWh "
+                f"(proportional share {share:.3f} kWh)"
+            )
 
 
 def profile_limits(plan: Plan, session_id: str) -> list[float]:

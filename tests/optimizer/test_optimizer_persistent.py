@@ -87,3 +87,27 @@ def test_persistent_planner_refuses_another_site() -> None:
     planner = PersistentPlanner(sample_site("office-pv"))
     with pytest.raises(ValueError, match="another site"):
         planner.update(Problem(sample_site("public-carpark"), NOW, ()))
+
+
+def test_persistent_planner_on_a_depot_with_rebuilds_and_returning_sessions() -> None:
+    # a shortage on an oversized depot; a connector used for the first time rebuilds the model
+    # (taking over the kept bases), a session leaving and coming back reuses its slot: every
+    # plan has the cold solve's optima of stages 1-2 and the fairness stage
+    base = depot_problem(30, n_steps=32)
+    base = replace(base, sessions=tuple(replace(s, energy_needed_kwh=60.0) for s in base.sessions))
+    conns = base.site.connectors()
+    gone = replace(base, sessions=base.sessions[1:])
+    new_conn = replace(base, sessions=(*base.sessions, Session("new", conns[40].id, 30.0, at(6))))
+    one_phase = replace(
+        new_conn, sessions=(*new_conn.sessions, Session("new1", conns[41].id, 20.0, at(5), vehicle_phases=1))
+    )
+    longer = replace(base, sessions=(*base.sessions, Session("late", conns[42].id, 30.0, at(10))))
+    planner = PersistentPlanner(base.site)
+    for problem in (base, gone, base, new_conn, one_phase, gone, longer, base):
+        warm = planner.update(problem)
+        cold = solve(problem)
+        assert_feasible(problem, warm)
+        assert warm.unmet_kwh > 1.0
+        assert warm.status == cold.status == "optimal"
+        for a, b in zip(warm.stage_values[:3], cold.stage_values[:3], strict=True):
+            assert a == pytest.approx(b, rel=1e-6, abs=1e-5)
