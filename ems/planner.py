@@ -234,6 +234,11 @@ class Planner:
 
     def site_of(self, evse_uid: str, connector_id: str, location_id: str, partner_id: int) -> str | None:
         site_id = self._index().get((evse_uid, connector_id))
+        if site_id is None:
+            # A site imported by another process (the CLI) announces itself on that process's
+            # bus only: look again in the database before giving up.
+            self._connector_index = None
+            site_id = self._index().get((evse_uid, connector_id))
         if site_id is not None:
             return site_id
         with self.ctx.db() as db:
