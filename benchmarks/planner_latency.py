@@ -38,7 +38,7 @@ from ems.store.planning import PlanRecord
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = os.environ.get("BENCH_QUICK") == "1"
-TIME_LIMIT_S = 240.0
+TIME_LIMIT_S = 420.0
 
 
 def _serve(app: Any) -> tuple[Any, str]:
