@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("ocpi_ingest", "optimizer", "planner_latency")
+BENCHMARKS = ("ocpi_ingest", "optimizer", "planner_latency", "replay")
 
 
 def main(names: list[str]) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ems import cli_admin, cli_optimize, cli_site, cli_synth
+from ems import cli_admin, cli_optimize, cli_replay, cli_site, cli_synth
 from ems.cli_common import fail
 from ems.cli_common import open_context as _context
 from ems.config import get_settings
@@ -28,6 +28,7 @@ app.add_typer(partner_app, name="partner")
 app.add_typer(cli_site.app, name="site")
 app.command("optimize")(cli_optimize.optimize_command)
 app.command("synth")(cli_synth.synth_command)
+app.command("replay")(cli_replay.replay_command)
 app.add_typer(cli_admin.admin_app, name="admin")
 app.add_typer(cli_admin.driver_app, name="driver")
 

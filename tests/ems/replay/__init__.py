@@ -1,0 +1,1 @@
+"""Tests of the replay engine, its KPIs and `ems replay`."""
