@@ -253,10 +253,15 @@ def period_samples(
     session_end: datetime,
     profiles: Sequence[tuple[datetime, dict[str, Any]]],
     voltage_v: float,
-    phases: int,
+    connector_phases: int,
 ) -> list[PeriodSample]:
-    """Charging periods as power samples, each with the limit our latest profile then set."""
-    samples = []
+    """Charging periods as power samples, each with the limit our latest profile then set.
+
+    A profile in A is per phase drawn, so its power depends on the car: the phases it was seen
+    drawing on are learned first (a single-phase car on a three-phase connector would otherwise
+    look self-limited at a third of its limit, and be starved by the maximum learned from it).
+    """
+    raw: list[tuple[datetime, datetime, float, float | None]] = []
     for i, period in enumerate(periods):
         end = periods[i + 1].start_date_time if i + 1 < len(periods) else session_end
         hours = max((end - period.start_date_time).total_seconds() / 3600.0, 1e-9)
@@ -264,13 +269,14 @@ def period_samples(
         if power is None:
             energy = _dimension(period.dimensions, "ENERGY")
             power = energy / hours if energy is not None and end > period.start_date_time else 0.0
-        in_force = [p for sent_at, p in profiles if sent_at <= period.start_date_time]
-        limit = (
-            profile_limit_kw(in_force[-1], period.start_date_time, voltage_v, phases) if in_force else None
-        )
-        samples.append(
-            PeriodSample(period.start_date_time, end, power, _dimension(period.dimensions, "CURRENT"), limit)
-        )
+        raw.append((period.start_date_time, end, power, _dimension(period.dimensions, "CURRENT")))
+    unlimited = [PeriodSample(start, end, power, current, None) for start, end, power, current in raw]
+    phases = min(learned_phases(unlimited, voltage_v) or connector_phases, connector_phases)
+    samples = []
+    for start, end, power, current in raw:
+        in_force = [p for sent_at, p in profiles if sent_at <= start]
+        limit = profile_limit_kw(in_force[-1], start, voltage_v, phases) if in_force else None
+        samples.append(PeriodSample(start, end, power, current, limit))
     return samples
 
 

@@ -122,3 +122,28 @@ def test_profile_limit_in_kw() -> None:
     assert profile_limit_kw(profile, START + timedelta(minutes=5), 230.0, 3) == 16.0 * 230 * 3 / 1000
     assert profile_limit_kw(profile, START + timedelta(minutes=20), 230.0, 1) == 8.0 * 230 / 1000
     assert profile_limit_kw(profile, START - timedelta(minutes=1), 230.0, 3) is None
+
+
+def test_a_single_phase_car_under_a_per_phase_limit_is_not_taken_for_self_limited() -> None:
+    """16 A per phase lets a 1-phase car draw 3.7 kW: that is the limit, not the car's maximum."""
+    from ems.needs import period_samples
+    from ems.store.models import ChargingPeriod
+
+    profile = {
+        "start_date_time": "2026-06-01T07:00:00Z",
+        "charging_rate_unit": "A",
+        "charging_profile_period": [{"start_period": 0, "limit": 16.0}],
+    }
+    periods = [
+        ChargingPeriod(
+            start_date_time=START + timedelta(minutes=15 * i),
+            dimensions=[{"type": "POWER", "volume": 3.68}, {"type": "CURRENT", "volume": 16.0}],
+        )
+        for i in range(4)
+    ]
+    samples = period_samples(
+        periods, START + timedelta(hours=1), [(START - timedelta(hours=1), profile)], 230.0, 3
+    )
+    assert all(s.limit_kw == 16.0 * 230 / 1000 for s in samples)
+    need = estimate_need(inputs(periods=samples), NOW)
+    assert (need.vehicle_phases, need.max_power_source) == (1, "connector")
