@@ -36,6 +36,7 @@ from ems.events import (
     PreferencesChanged,
     SessionChange,
     SessionEvent,
+    SessionKey,
     SiteChanged,
 )
 from ems.forecasts import SeriesSource, StoredSeriesSource
@@ -81,6 +82,9 @@ class PlannedSession:
     connector: Connector
     need: Need
     unplaced_flags: tuple[str, ...] = ()
+    key: SessionKey | None = None
+    metered: bool = True
+    """Whether any charging period had arrived when this plan was made."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,7 @@ class Planner:
         self._thread: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._connector_index: dict[tuple[str, str], str] | None = None
+        self._phases_unknown: set[SessionKey] = set()
         self.plans_made = 0
 
     # ---- events ----------------------------------------------------------------------------
@@ -174,6 +179,17 @@ class Planner:
     def on_event(self, event: DomainEvent) -> None:
         if isinstance(event, SessionEvent):
             if event.change == SessionChange.UPDATED:
+                # The first meter values of a car whose phases were unknown: planned as
+                # three-phase, a single-phase car would draw a third of its plan until re-planned.
+                with self._lock:
+                    waiting = event.key in self._phases_unknown
+                    self._phases_unknown.discard(event.key)
+                if waiting:
+                    site_id = self.site_of(
+                        event.evse_uid, event.connector_id, event.location_id, event.key.partner_id
+                    )
+                    if site_id is not None:
+                        self.mark_dirty(site_id, "phases_measured")
                 return
             if event.change == SessionChange.STOPPED and self.dispatcher is not None:
                 pk = self._session_pk(event)
@@ -313,7 +329,11 @@ class Planner:
             stored_inputs = load_stored_inputs(db, [row for row, _, _ in placed])
         for row, connector, flags in placed:
             need = self._need(row, site, connector, defaults, stored_inputs, now)
-            planned.append(PlannedSession(row.id, row.session_id, connector, need, flags))
+            session_key = SessionKey(row.partner_id, row.country_code, row.party_id, row.session_id)
+            metered = bool(stored_inputs.periods[row.id])
+            planned.append(
+                PlannedSession(row.id, row.session_id, connector, need, flags, session_key, metered)
+            )
         if stand_ins:
             site = sites.with_conservative_connectors(site, stand_ins)
         problem = self._problem(site, now, planned)
@@ -470,6 +490,14 @@ class Planner:
             db.add(record)
             db.flush()
             plan_id = record.id
+        with self._lock:
+            for p in snapshot.sessions:
+                if p.key is None:
+                    continue
+                if not p.metered and p.need.phases_source == "connector" and len(p.connector.phases) == 3:
+                    self._phases_unknown.add(p.key)
+                else:
+                    self._phases_unknown.discard(p.key)
         self.plans_made += 1
         if self.dispatcher is not None:
             for p in snapshot.sessions:

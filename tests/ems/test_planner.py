@@ -22,7 +22,7 @@ from ems.planner import Planner, PlannerSettings
 from ems.store.planning import PlanRecord, ProfileOutbox, SessionNeed
 from optimizer.problem import Plan, Problem
 from tests.conftest import RunningEms, add_registered_partner, auth
-from tests.support.ocpi_objects import session
+from tests.support.ocpi_objects import charging_period, session
 from tests.support.servers import ThreadedServer
 
 OFFICE = Path(__file__).resolve().parents[2] / "examples" / "sites" / "office-pv.json"
@@ -250,3 +250,32 @@ def test_a_failing_solver_still_sends_the_fallback_plan(ems: RunningEms) -> None
     # The fallback is a proportional share inside every limit: it charges, within the breaker.
     profile = receiver.profiles_for("s1")[0]
     assert 0 < profile["charging_profile_period"][0]["limit"] <= 32.0
+
+
+def test_first_meter_values_of_an_unknown_car_trigger_a_replan(loop: Loop) -> None:
+    """Planned as three-phase (nothing known), the car's first period shows one phase: re-plan."""
+    start(loop, "s1", "FR*INE*E0001")
+    wait_for(lambda: len(loop.receiver.profiles_for("s1")) >= 1)
+    plans_before = loop.planner.plans_made
+    period = charging_period(stamp(), 0.9, 16.0) | {
+        "dimensions": [{"type": "POWER", "volume": 3.68}, {"type": "CURRENT", "volume": 16.0}]
+    }
+    reply = loop.cpo.patch(
+        "/ocpi/2.2.1/sessions/NL/CPO/s1",
+        json={"kwh": 0.9, "charging_periods": [period], "last_updated": stamp(1)},
+    )
+    assert reply.json()["status_code"] == 1000
+    wait_for(lambda: loop.planner.plans_made > plans_before)
+
+    def learned() -> SessionNeed | None:
+        with loop.ems.ctx.db() as db:
+            return db.scalars(select(SessionNeed).where(SessionNeed.phases_source == "learned")).first()
+
+    wait_for(lambda: learned() is not None)
+    need = learned()
+    assert need is not None and need.vehicle_phases == 1
+    # A later meter update of a car whose phases are known triggers nothing.
+    plans_now = loop.planner.plans_made
+    loop.cpo.patch("/ocpi/2.2.1/sessions/NL/CPO/s1", json={"kwh": 1.8, "last_updated": stamp(2)})
+    time.sleep(1.0)
+    assert loop.planner.plans_made == plans_now
