@@ -44,12 +44,15 @@ def serve(
 
     import uvicorn
 
-    from api.app import create_app
-
     if log_level not in {"debug", "info", "warning", "error"}:
         fail(f"--log-level {log_level!r}: debug, info, warning or error")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(get_settings()), host=host, port=port, log_level=log_level)
+    try:
+        get_settings()
+    except ValueError as exc:  # pydantic's ValidationError: a bad EMS_* variable
+        fail(f"bad settings: {' '.join(str(exc).split())}")
+    # By name, not by import: `api` depends on `ems`, never the other way round.
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level=log_level)
 
 
 @app.command()
