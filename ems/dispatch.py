@@ -105,13 +105,11 @@ class Dispatcher:
         rate_per_s: float = 20.0,
         burst: int = 40,
         concurrency: int = 4,
-        on_sent: Callable[[int], None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.sink = sink
         self.rate_per_s = rate_per_s
         self.burst = burst
-        self.on_sent = on_sent
         self._buckets: dict[int, _Bucket] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -139,13 +137,9 @@ class Dispatcher:
                 )
                 .order_by(ProfileOutbox.id.desc())
             ).first()
-            delivered_or_queued = (
-                last.charging_profile
-                if last is not None
-                and last.kind == "set"
-                and last.last_answer not in ("REJECTED", "NOT_SUPPORTED")
-                else None
-            )
+            if last is not None and last.last_answer in ("REJECTED", "NOT_SUPPORTED"):
+                return False  # the CPO said no for this session: recorded, and we stop asking
+            delivered_or_queued = last.charging_profile if last is not None and last.kind == "set" else None
             if same_commands(delivered_or_queued, charging_profile, now):
                 return False
             db.execute(
@@ -304,9 +298,6 @@ class Dispatcher:
                     session.stale = True
             else:
                 row.next_attempt_at = now + timedelta(seconds=self._backoff_s(row.attempts))
-            session_pk = row.session_pk
-        if answer is not None and self.on_sent is not None:
-            self.on_sent(session_pk)
 
     def _expire(self, outbox_id: int) -> None:
         """No asynchronous result within the CPO's timeout: OCPI says none will come."""
