@@ -65,6 +65,8 @@ def test_a_driver_sets_departure_and_soc_and_sees_the_plan_redraw(live: LiveEms,
     phone.get_by_test_id("capacity-input").fill("40")
     phone.get_by_test_id("driver-save").click()
     expect(phone.get_by_test_id("saved")).to_be_visible()
+    # The re-plan lands a moment after the save (coalescing, solve); the widget polls for it.
+    expect(phone.get_by_test_id("plan-chart")).not_to_have_attribute("data-plan-id", str(first_plan))
     expect(phone.get_by_test_id("need-met")).to_be_visible()
     second_plan = drawn_plan(phone)
     assert second_plan > first_plan
