@@ -10,8 +10,15 @@ import secrets
 
 
 def new_token() -> str:
-    """A fresh token: 43 URL-safe characters, printable ASCII as OCPI requires, well under 64."""
-    return secrets.token_urlsafe(32)
+    """A fresh token: 43 URL-safe characters, printable ASCII as OCPI requires, well under 64.
+
+    Never starting with `-`: people paste tokens into command lines (`--token-a TOKEN`), where a
+    leading dash reads as an option.
+    """
+    while True:
+        token = secrets.token_urlsafe(32)
+        if not token.startswith("-"):
+            return token
 
 
 def token_digest(token: str) -> str:
