@@ -73,6 +73,21 @@ def _require_evse(location: LocationRow, evse_uid: str) -> EvseRow:
     return evse
 
 
+def _find_connector(evse: EvseRow, connector_id: str) -> ConnectorRow | None:
+    return next((c for c in evse.connectors if c.connector_id == connector_id), None)
+
+
+def _require_connector(evse: EvseRow, connector_id: str) -> ConnectorRow:
+    connector = _find_connector(evse, connector_id)
+    if connector is None:
+        raise OcpiError(
+            OcpiStatus.UNKNOWN_LOCATION,
+            f"unknown connector {connector_id} of EVSE {evse.uid}",
+            HTTPStatus.NOT_FOUND,
+        )
+    return connector
+
+
 def _fill_connector(row: ConnectorRow, connector: Connector) -> None:
     row.connector_id = connector.id
     row.standard = str(connector.standard)
@@ -221,7 +236,7 @@ def put_connector(
         check_party(caller, cc, pid)
         location = _require_location(db, caller, cc, pid, location_id)
         evse = _require_evse(location, evse_uid)
-        row = next((c for c in evse.connectors if c.connector_id == connector_id), None)
+        row = _find_connector(evse, connector_id)
         if row is not None and body.last_updated < row.last_updated:
             return PushOutcome(created=False, ignored=True)
         created = row is None
@@ -292,13 +307,7 @@ def patch_connector(
         check_party(caller, cc, pid)
         location = _require_location(db, caller, cc, pid, location_id)
         evse = _require_evse(location, evse_uid)
-        row = next((c for c in evse.connectors if c.connector_id == connector_id), None)
-        if row is None:
-            raise OcpiError(
-                OcpiStatus.UNKNOWN_LOCATION,
-                f"unknown connector {connector_id} of EVSE {evse_uid}",
-                HTTPStatus.NOT_FOUND,
-            )
+        row = _require_connector(evse, connector_id)
         if patch.last_updated < row.last_updated:
             return PushOutcome(created=False, ignored=True)
         connector = _validated(Connector, {**row.data, **changes}, f"connector {connector_id}")
@@ -326,11 +335,5 @@ def get_object(
         evse = _require_evse(location, evse_uid)
         if connector_id is None:
             return evse_to_ocpi(evse)
-        connector = next((c for c in evse.connectors if c.connector_id == connector_id), None)
-        if connector is None:
-            raise OcpiError(
-                OcpiStatus.UNKNOWN_LOCATION,
-                f"unknown connector {connector_id} of EVSE {evse_uid}",
-                HTTPStatus.NOT_FOUND,
-            )
+        connector = _require_connector(evse, connector_id)
         return dict(connector.data)
