@@ -12,39 +12,16 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, cast
+from typing import Annotated, Any, cast
 
 import typer
 
+from ems.cli_common import InputError, fail_input, read_site_option
 from ems.series import SeriesError, parse_timestamp, read_series, resample
 from grid_models.site import Site
-from grid_models.sitefile import load_site
-from grid_models.validation import SiteValidationError
 from optimizer import ObjectiveName, Plan, Problem, ProblemError, Session, SolveOptions, solve
 
 app = typer.Typer(add_completion=False, help="One offline optimization (formats §4–5).")
-
-EXIT_BAD_INPUT = 2
-
-
-class InputError(ValueError):
-    """Bad input of `ems optimize`; its message is the one line printed."""
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"ems optimize: error: {' '.join(message.split())}", err=True)
-    raise typer.Exit(code=EXIT_BAD_INPUT)
-
-
-def _site(path: Path) -> Site:
-    if not path.is_file():
-        raise InputError(f"--site: file {str(path)!r} not found")
-    try:
-        return load_site(path)
-    except SiteValidationError as exc:
-        raise InputError(f"--site {path}: " + "; ".join(str(p) for p in exc.problems)) from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"--site {path}: {exc}") from None
 
 
 def _number(item: dict[str, Any], key: str, where: str, required: bool = True) -> float | None:
@@ -224,7 +201,7 @@ def run_optimize(args: _Args) -> dict[str, Any]:
         now = parse_timestamp(args.now, "--now")
     except SeriesError as exc:
         raise InputError(str(exc)) from None
-    site = _site(args.site)
+    site = read_site_option(args.site)
     if not args.sessions.is_file():
         raise InputError(f"--sessions: file {str(args.sessions)!r} not found")
     try:
@@ -283,7 +260,7 @@ def optimize_command(
     try:
         result = run_optimize(_Args(site, sessions, series, now, step_min, objective, min_current, out))
     except InputError as exc:
-        _fail(str(exc))
+        fail_input("optimize", str(exc))
     text = json.dumps(result, indent=1)
     if out is None:
         sys.stdout.write(text + "\n")
@@ -291,7 +268,7 @@ def optimize_command(
     try:
         out.write_text(text + "\n", encoding="utf-8")
     except OSError as exc:
-        _fail(f"--out {out}: cannot write ({exc.strerror or exc})")
+        fail_input("optimize", f"--out {out}: cannot write ({exc.strerror or exc})")
 
 
 app.command("optimize")(optimize_command)

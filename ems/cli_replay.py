@@ -13,7 +13,8 @@ from typing import Annotated, NoReturn
 
 import typer
 
-EXIT_BAD_INPUT = 2
+from ems.cli_common import InputError, fail_input, read_site_option
+
 LONG_REPLAY_DAYS = 7
 """Replays longer than this show a progress bar on stderr."""
 
@@ -21,8 +22,7 @@ app = typer.Typer(add_completion=False, help="Replay a session log in simulated 
 
 
 def _fail(message: str) -> NoReturn:
-    typer.echo(f"ems replay: error: {' '.join(message.split())}", err=True)
-    raise typer.Exit(code=EXIT_BAD_INPUT)
+    fail_input("replay", message)
 
 
 def replay_command(
@@ -57,8 +57,6 @@ def replay_command(
     from ems.replay.log import LogError, read_session_log
     from ems.replay.report import write_comparison, write_outputs
     from ems.series import SeriesError, read_series
-    from grid_models.sitefile import load_site
-    from grid_models.validation import SiteValidationError
     from optimizer.problem import OBJECTIVES
 
     if site is None:
@@ -81,14 +79,10 @@ def replay_command(
         _fail(f"--replan-min {replan_min}: must be positive")
     if objective not in OBJECTIVES:
         _fail(f"--objective {objective!r}: expected one of {', '.join(OBJECTIVES)}")
-    if not site.is_file():
-        _fail(f"--site: file {str(site)!r} not found")
     try:
-        site_model = load_site(site)
-    except SiteValidationError as exc:
-        _fail(f"--site {site}: " + "; ".join(str(p) for p in exc.problems))
-    except (OSError, ValueError) as exc:
-        _fail(f"--site {site}: {exc}")
+        site_model = read_site_option(site)
+    except InputError as exc:
+        _fail(str(exc))
     if not sessions.is_file():
         _fail(f"--sessions: file {str(sessions)!r} not found")
     try:

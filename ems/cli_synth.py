@@ -11,39 +11,16 @@ import json
 import math
 from datetime import date
 from pathlib import Path
-from typing import Annotated, NoReturn, cast
+from typing import Annotated, cast
 
 import typer
 
+from ems.cli_common import InputError, fail_input, read_site_option
 from ems.synth import PATTERNS, Pattern, SynthError, synth_log, write_sessions_csv
-from grid_models.site import Site
-from grid_models.sitefile import load_site
-from grid_models.validation import SiteValidationError
 
 app = typer.Typer(add_completion=False, help="Synthetic session logs (formats §3).")
 
-EXIT_BAD_INPUT = 2
 MAX_DAYS = 3660
-
-
-class InputError(ValueError):
-    """Bad input of `ems synth`; its message is the one line printed."""
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"ems synth: error: {' '.join(message.split())}", err=True)
-    raise typer.Exit(code=EXIT_BAD_INPUT)
-
-
-def _site(path: Path) -> Site:
-    if not path.is_file():
-        raise InputError(f"--site: file {str(path)!r} not found")
-    try:
-        return load_site(path)
-    except SiteValidationError as exc:
-        raise InputError(f"--site {path}: " + "; ".join(str(p) for p in exc.problems)) from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"--site {path}: {exc}") from None
 
 
 def _whole(text: str, option: str, minimum: int, maximum: int | None = None) -> int:
@@ -95,7 +72,7 @@ def run_synth(
             raise InputError(f"--sessions-per-day must be a number, got {sessions_per_day!r}") from None
         if not math.isfinite(rate) or rate <= 0:
             raise InputError(f"--sessions-per-day must be a positive number, got {sessions_per_day!r}")
-    site = _site(site_path)
+    site = read_site_option(site_path)
     if out.is_dir():
         raise InputError(f"--out {out}: is a folder, expected a file name")
     try:
@@ -138,7 +115,7 @@ def synth_command(
     try:
         summary = run_synth(site, pattern, start, days, seed, sessions_per_day, out)
     except InputError as exc:
-        _fail(str(exc))
+        fail_input("synth", str(exc))
     typer.echo(json.dumps(summary))
 
 
