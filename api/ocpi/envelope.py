@@ -6,12 +6,12 @@ from typing import Any, Final
 
 from fastapi.responses import JSONResponse
 
-from ems.ocpi.datetimes import format_ocpi_datetime
+from ems.ocpi.schemas import OcpiResponse
 from ems.ocpi.status import OcpiStatus
-from ems.store.models import utcnow
 
 OMIT: Final = object()
 """`data` left out of the envelope (callback answers, push acknowledgements)."""
+_ANY_ENVELOPE = OcpiResponse[Any]
 
 
 def envelope(
@@ -21,11 +21,10 @@ def envelope(
     http_status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {}
-    if data is not OMIT:
-        body["data"] = data
-    body["status_code"] = int(status_code)
-    if status_message:
-        body["status_message"] = status_message
-    body["timestamp"] = format_ocpi_datetime(utcnow())
-    return JSONResponse(body, status_code=http_status, headers=headers)
+    """The one envelope model of `ems.ocpi.schemas`, so what we send and what we parse agree."""
+    reply = _ANY_ENVELOPE(
+        data=None if data is OMIT else data,
+        status_code=int(status_code),
+        status_message=status_message or None,
+    )
+    return JSONResponse(reply.model_dump(mode="json"), status_code=http_status, headers=headers)
