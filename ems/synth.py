@@ -81,6 +81,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ems.forecasts import TimeOfUse, office_base_load_kw, pv_clear_sky_kw
+from ems.replay.log import CSV_COLUMNS as SESSION_COLUMNS
 from ems.series import COLUMNS as SERIES_COLUMNS
 from ems.series import Series
 from grid_models.site import Site
@@ -88,22 +89,6 @@ from grid_models.site import Site
 Pattern = Literal["workplace", "public"]
 PATTERNS: tuple[str, ...] = get_args(Pattern)
 
-SESSION_COLUMNS = (
-    "session_id",
-    "evse_uid",
-    "connector_id",
-    "token_uid",
-    "arrival",
-    "departure",
-    "energy_kwh",
-    "max_power_kw",
-    "vehicle_phases",
-    "declared_departure",
-    "declared_energy_kwh",
-    "soc_arrival_pct",
-    "battery_capacity_kwh",
-)
-"""The header of `sessions.csv`, formats §3, in order."""
 
 FloatArray = npt.NDArray[np.float64]
 

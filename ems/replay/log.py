@@ -134,6 +134,9 @@ def parse_sessions_csv(text: str, source: str = "sessions.csv") -> list[LoggedSe
         phases = 3 if phases_value is None else int(phases_value)
         if phases_value is not None and (phases_value != phases or phases not in (1, 3)):
             raise LogError(f"{where('vehicle_phases')}: must be 1 or 3, got {cell('vehicle_phases').strip()}")
+        max_power_kw = _number(cell("max_power_kw"), where("max_power_kw"))
+        if max_power_kw == 0:
+            raise LogError(f"{where('max_power_kw')}: must be positive (leave it empty when unknown)")
         soc = _number(cell("soc_arrival_pct"), where("soc_arrival_pct"))
         if soc is not None and soc > 100:
             raise LogError(f"{where('soc_arrival_pct')}: {soc} is above 100")
@@ -146,7 +149,7 @@ def parse_sessions_csv(text: str, source: str = "sessions.csv") -> list[LoggedSe
                 arrival=arrival,
                 departure=departure,
                 energy_kwh=energy,
-                max_power_kw=_number(cell("max_power_kw"), where("max_power_kw")),
+                max_power_kw=max_power_kw,
                 vehicle_phases=phases,
                 declared_departure=_time(cell("declared_departure"), where("declared_departure")),
                 declared_energy_kwh=_number(cell("declared_energy_kwh"), where("declared_energy_kwh")),

@@ -10,151 +10,48 @@ start with its whole energy need (so a demo started mid-day still shows the morn
 
 from __future__ import annotations
 
-import csv
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from ems.replay.log import LogError, LoggedSession
+from ems.replay.log import read_session_log as read_log
 from grid_models import Site
 
-COLUMNS = (
-    "session_id",
-    "evse_uid",
-    "connector_id",
-    "token_uid",
-    "arrival",
-    "departure",
-    "energy_kwh",
-    "max_power_kw",
-    "vehicle_phases",
-    "declared_departure",
-    "declared_energy_kwh",
-    "soc_arrival_pct",
-    "battery_capacity_kwh",
-)
-REQUIRED_COLUMNS = ("session_id", "evse_uid", "connector_id", "arrival", "departure", "energy_kwh")
+Arrival = LoggedSession
+"""One vehicle visit: the truth from the log plus what the driver declared (aware times)."""
 
 
 class SessionLogError(ValueError):
     """A session log the simulator cannot replay; the message names the line and the column."""
 
 
-@dataclass(frozen=True)
-class Arrival:
-    """One vehicle visit: truth from the log plus what the driver declared. Times are aware UTC."""
-
-    session_id: str
-    evse_uid: str
-    connector_id: str
-    token_uid: str
-    arrival: datetime
-    departure: datetime
-    energy_kwh: float
-    max_power_kw: float | None
-    vehicle_phases: int
-    declared_departure: datetime | None = None
-    declared_energy_kwh: float | None = None
-    soc_arrival_pct: float | None = None
-    battery_capacity_kwh: float | None = None
-
-
-def _parse_time(text: str, zone: tzinfo, where: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise SessionLogError(f"{where}: {text!r} is not an ISO 8601 time") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=zone)  # no offset: the site's local time
-    return value.astimezone(ZoneInfo("UTC"))
-
-
-def _parse_float(text: str, where: str, *, minimum: float = 0.0) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise SessionLogError(f"{where}: {text!r} is not a number") from None
-    if not value >= minimum or value != value or value in (float("inf"), float("-inf")):
-        raise SessionLogError(f"{where}: {text!r} must be a finite number >= {minimum:g}")
-    return value
-
-
 def read_session_log(path: str | Path, site: Site) -> list[Arrival]:
-    """Read and check a `sessions.csv`; refuse it whole with the first problem found.
+    """Read a log as `ems replay` reads it (§3 CSV or recorded OCPI JSON Lines), then check it
+    against the simulated site; refuse it whole with the first problem found.
 
-    Checked: required columns and values, arrival before departure, connectors that exist in
-    the site, 1 or 3 vehicle phases, and no two visits overlapping on one connector (a log of
-    what really happened cannot have them).
+    Checked here beyond the log's own rules: connectors that exist in the site, and no two
+    visits overlapping on one connector (a log of what really happened cannot have them).
     """
-    zone = ZoneInfo(site.timezone)
+    try:
+        arrivals = read_log(path)
+    except LogError as exc:
+        raise SessionLogError(str(exc)) from None
     known = {(c.evse_uid, c.connector_id) for c in site.connectors()}
-    arrivals: list[Arrival] = []
-    with Path(path).open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise SessionLogError(f"{path}: missing column(s) {', '.join(missing)}")
-        for line, row in enumerate(reader, start=2):
-
-            def cell(name: str, row: dict[str, str | None] = row) -> str:
-                return (row.get(name) or "").strip()
-
-            def where(name: str, line: int = line) -> str:
-                return f"{path}:{line}: {name}"
-
-            for name in REQUIRED_COLUMNS:
-                if not cell(name):
-                    raise SessionLogError(f"{where(name)}: empty")
-            if (cell("evse_uid"), cell("connector_id")) not in known:
-                raise SessionLogError(
-                    f"{where('evse_uid')}: {cell('evse_uid')}/{cell('connector_id')} is no connector"
-                    f" of site {site.id}"
-                )
-            phases = int(_parse_float(cell("vehicle_phases") or "3", where("vehicle_phases"), minimum=1))
-            if phases not in (1, 3):
-                raise SessionLogError(f"{where('vehicle_phases')}: 1 or 3 expected, got {phases}")
-            arrival = _parse_time(cell("arrival"), zone, where("arrival"))
-            departure = _parse_time(cell("departure"), zone, where("departure"))
-            if departure <= arrival:
-                raise SessionLogError(f"{where('departure')}: not after the arrival")
-
-            def optional_float(name: str) -> float | None:
-                return _parse_float(cell(name), where(name)) if cell(name) else None
-
-            declared = cell("declared_departure")
-            max_power_kw = optional_float("max_power_kw")
-            if max_power_kw is not None and max_power_kw <= 0:
-                raise SessionLogError(f"{where('max_power_kw')}: must be positive")
-            arrivals.append(
-                Arrival(
-                    session_id=cell("session_id"),
-                    evse_uid=cell("evse_uid"),
-                    connector_id=cell("connector_id"),
-                    token_uid=cell("token_uid") or f"TOK-{cell('session_id')}",
-                    arrival=arrival,
-                    departure=departure,
-                    energy_kwh=_parse_float(cell("energy_kwh"), where("energy_kwh")),
-                    max_power_kw=max_power_kw,
-                    vehicle_phases=phases,
-                    declared_departure=_parse_time(declared, zone, where("declared_departure"))
-                    if declared
-                    else None,
-                    declared_energy_kwh=optional_float("declared_energy_kwh"),
-                    soc_arrival_pct=optional_float("soc_arrival_pct"),
-                    battery_capacity_kwh=optional_float("battery_capacity_kwh"),
-                )
+    for a in arrivals:
+        if (a.evse_uid, a.connector_id) not in known:
+            raise SessionLogError(
+                f"{path}: session {a.session_id}: {a.evse_uid}/{a.connector_id} is no connector"
+                f" of site {site.id}"
             )
-    _check_unique_and_disjoint(arrivals)
-    return sorted(arrivals, key=lambda a: (a.arrival, a.session_id))
+    _check_disjoint(arrivals)
+    return arrivals
 
 
-def _check_unique_and_disjoint(arrivals: Sequence[Arrival]) -> None:
-    ids = [a.session_id for a in arrivals]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise SessionLogError(f"duplicate session_id(s): {', '.join(duplicates)}")
+def _check_disjoint(arrivals: Sequence[Arrival]) -> None:
     by_connector: dict[tuple[str, str], list[Arrival]] = {}
     for a in arrivals:
         by_connector.setdefault((a.evse_uid, a.connector_id), []).append(a)

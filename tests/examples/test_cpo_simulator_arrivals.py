@@ -75,8 +75,11 @@ def test_visits_before_the_clock_start_are_skipped_or_shifted() -> None:
             "sessions a and b overlap on FR*INE*E0001/1",
         ),
         ("a,FR*INE*E0099,1,T,2026-06-01T08:00:00+02:00,2026-06-01T12:00:00+02:00,5,7,3\n", "no connector"),
-        ("a,FR*INE*E0001,1,T,2026-06-01T08:00:00+02:00,2026-06-01T07:00:00+02:00,5,7,3\n", "not after"),
-        ("a,FR*INE*E0001,1,T,2026-06-01T08:00:00+02:00,2026-06-01T09:00:00+02:00,5,7,2\n", "1 or 3"),
+        (
+            "a,FR*INE*E0001,1,T,2026-06-01T08:00:00+02:00,2026-06-01T07:00:00+02:00,5,7,3\n",
+            "before the arrival",
+        ),
+        ("a,FR*INE*E0001,1,T,2026-06-01T08:00:00+02:00,2026-06-01T09:00:00+02:00,5,7,2\n", "must be 1 or 3"),
     ],
 )
 def test_a_bad_log_is_refused_naming_the_problem(tmp_path: Path, rows: str, message: str) -> None:
