@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +27,7 @@ from ems.ocpi.datetimes import parse_ocpi_datetime
 from ems.ocpi.partners import invite
 from ems.store.models import ChargingSession, ProfileRequest
 from ems.store.planning import PlanRecord
-from tests.support.servers import REPO, ProcessServer, free_port
+from tests.support.servers import REPO, ProcessServer, free_port, wait_for
 from tests.support.simulated_cpo import SimulatorProcess, simulator_process, write_log
 
 pytestmark = pytest.mark.e2e
@@ -43,16 +43,6 @@ class Loop:
     simulator: SimulatorProcess
     ems: ProcessServer
     tmp: Path
-
-
-def wait_for(probe: Callable[[], T | None], timeout_s: float, what: str) -> T:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -24,19 +22,9 @@ from ems.context import EmsContext
 from ems.store.planning import PlanRecord, ProfileOutbox
 from tests.conftest import add_registered_partner, auth
 from tests.support.ocpi_objects import session
-from tests.support.servers import REPO, ProcessServer, ThreadedServer, free_port
+from tests.support.servers import REPO, ProcessServer, ThreadedServer, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def wait_for(probe: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_kill_and_restart(tmp_path: Path) -> None:

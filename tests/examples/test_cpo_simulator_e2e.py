@@ -10,18 +10,15 @@ to start). From the test process we then send a low limit through the EMS's own
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -30,7 +27,8 @@ from ems.config import Settings
 from ems.context import EmsContext
 from ems.ocpi import profiles
 from ems.store.models import ActiveProfileReport, ChargingSession, Location, ProfileRequest
-from tests.support.servers import REPO, ProcessServer, free_port
+from tests.support.servers import REPO, ProcessServer, free_port, wait_for
+from tests.support.simulated_cpo import LOG_HEADER, SimulatorProcess, simulator_process
 
 pytestmark = pytest.mark.e2e
 
@@ -43,9 +41,7 @@ T = TypeVar("T")
 class Deployment:
     ems_env: dict[str, str]
     ctx: EmsContext
-    simulator: subprocess.Popen[str]
-    simulator_url: str
-    ready: dict[str, Any]
+    simulator: SimulatorProcess
     clock_start: datetime
     log_start: datetime
 
@@ -61,28 +57,13 @@ class Deployment:
         )
         return done.stdout
 
-    def state(self) -> dict[str, Any]:
-        return httpx.get(f"{self.simulator_url}/simulator/state", timeout=5).json()  # type: ignore[no-any-return]
 
-
-def wait_for(probe: Callable[[], T | None], timeout_s: float, what: str) -> T:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def write_log(path: Path, start: datetime) -> None:
+def write_three_visits(path: Path, start: datetime) -> None:
     def at(minutes: float) -> str:
         return (start + timedelta(minutes=minutes)).isoformat()
 
     path.write_text(
-        "session_id,evse_uid,connector_id,token_uid,arrival,departure,energy_kwh,max_power_kw,"
-        "vehicle_phases,declared_departure,declared_energy_kwh,soc_arrival_pct,battery_capacity_kwh\n"
-        f"e1,FR*INE*E0001,1,TOKE1,{at(0)},{at(100)},40,11,3,{at(90)},30,20,60\n"
+        LOG_HEADER + f"e1,FR*INE*E0001,1,TOKE1,{at(0)},{at(100)},40,11,3,{at(90)},30,20,60\n"
         f"e2,FR*INE*E0007,1,TOKE2,{at(1)},{at(40)},2.5,7.4,1,,,,\n"
         f"e3,FR*INE*E0002,1,TOKE3,{at(2)},{at(70)},30,22,3,{at(65)},10,,\n"
     )
@@ -90,7 +71,7 @@ def write_log(path: Path, start: datetime) -> None:
 
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    ems_port, cpo_port, ocpp_port = free_port(), free_port(), free_port()
+    ems_port = free_port()
     clock_start = datetime.now(UTC).replace(microsecond=0)
     real_start = time.time()
     ems_env = {
@@ -105,7 +86,6 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
         ["-m", "ems.cli", "serve", "--port", str(ems_port)], ems_env, f"http://127.0.0.1:{ems_port}/healthz"
     )
     ems.start(tmp_path / "ems.log")
-    simulator: subprocess.Popen[str] | None = None
     ctx: EmsContext | None = None
     try:
         invite = subprocess.run(
@@ -131,59 +111,24 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
         log = tmp_path / "sessions.csv"
         # The visits start 40 simulated minutes (4 s) from now: time for the simulator to start.
         log_start = clock_start + timedelta(seconds=(time.time() - real_start) * SPEED + 2400)
-        write_log(log, log_start)
-        simulator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "examples.cpo_simulator",
-                "--site",
-                str(REPO / "examples/sites/office-pv.json"),
-                "--sessions",
-                str(log),
-                "--ems-versions-url",
-                invitation["versions_url"],
-                f"--token-a={invitation['token_a']}",
-                "--port",
-                str(cpo_port),
-                "--ocpp-port",
-                str(ocpp_port),
-                "--clock-start",
-                clock_start.isoformat(),
-                "--speed",
-                str(SPEED),
-                "--real-start-unix-s",
-                str(real_start),
-                "--meter-interval-s",
-                str(METER_INTERVAL_S),
-            ],
-            cwd=REPO,
-            env={**os.environ},
-            stdout=subprocess.PIPE,
-            stderr=(tmp_path / "simulator.log").open("w"),
-            text=True,
-        )
-        lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.append(simulator.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-        reader.start()
-        reader.join(timeout=30)
-        if not lines or not lines[0].strip():
-            raise AssertionError(
-                f"simulator not ready; log:\n{(tmp_path / 'simulator.log').read_text()[-3000:]}"
+        write_three_visits(log, log_start)
+        with simulator_process(
+            tmp_path,
+            site=REPO / "examples/sites/office-pv.json",
+            log=log,
+            versions_url=invitation["versions_url"],
+            token_a=invitation["token_a"],
+            clock_start=clock_start,
+            speed=SPEED,
+            real_start_unix_s=real_start,
+            meter_interval_s=METER_INTERVAL_S,
+        ) as simulator:
+            settings = Settings(
+                database_url=ems_env["EMS_DATABASE_URL"], public_url=ems_env["EMS_PUBLIC_URL"]
             )
-        ready = json.loads(lines[0])
-        settings = Settings(database_url=ems_env["EMS_DATABASE_URL"], public_url=ems_env["EMS_PUBLIC_URL"])
-        ctx = EmsContext.create(settings, migrate=False)
-        yield Deployment(
-            ems.env, ctx, simulator, f"http://127.0.0.1:{cpo_port}", ready, clock_start, log_start
-        )
+            ctx = EmsContext.create(settings, migrate=False)
+            yield Deployment(ems.env, ctx, simulator, clock_start, log_start)
     finally:
-        if simulator is not None:
-            simulator.terminate()
-            try:
-                simulator.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                simulator.kill()
         if ctx is not None:
             ctx.close()
         ems.stop()
@@ -201,7 +146,11 @@ def power_kw(period: Any) -> float:
 
 def test_simulator_registers_pushes_and_follows_a_profile_from_the_ems(deployment: Deployment) -> None:
     d = deployment
-    assert d.ready["event"] == "ready" and d.ready["party"] == "FR/SIM" and d.ready["visits"] == 3
+    assert (
+        d.simulator.ready["event"] == "ready"
+        and d.simulator.ready["party"] == "FR/SIM"
+        and d.simulator.ready["visits"] == 3
+    )
 
     partners = [json.loads(line) for line in d.cli("partner", "list").splitlines()]
     assert [(p["country_code"], p["party_id"], p["status"]) for p in partners] == [
@@ -247,7 +196,7 @@ def test_simulator_registers_pushes_and_follows_a_profile_from_the_ems(deploymen
             return row.result
 
     assert wait_for(result, 10, "the ChargingProfileResult") == "ACCEPTED"
-    state = d.state()
+    state = d.simulator.state()
     applied = [a for a in state["limits_applied"] if a["session_id"] == "e1"]
     assert applied and applied[-1]["ocpp_status"] == "Accepted"
     assert any(
@@ -298,7 +247,7 @@ def test_simulator_registers_pushes_and_follows_a_profile_from_the_ems(deploymen
     assert wait_for(lambda: request_result(cleared.request_id), 10, "the ClearProfileResult") == "ACCEPTED"
     cleared_at = next(
         datetime.fromisoformat(e["at"].replace("Z", "+00:00"))
-        for e in reversed(d.state()["events"])
+        for e in reversed(d.simulator.state()["events"])
         if e["kind"] == "profile_cleared" and e.get("cp_id") == "cp1"
     )
 
