@@ -22,13 +22,14 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session as DbSession
 
 from ems.context import EmsContext
 from ems.events import ChargingProfileOutcome, DomainEvent
@@ -116,7 +117,8 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._random = random.Random()
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dispatch-call")
+        self.concurrency = concurrency
+        self._pool: ThreadPoolExecutor | None = None
 
     # ---- enqueueing ------------------------------------------------------------------------
 
@@ -124,42 +126,88 @@ class Dispatcher:
         self, session_pk: int, charging_profile: dict[str, Any], plan_id: int | None = None
     ) -> bool:
         """Queue a profile unless it commands what the session already has; True if queued."""
-        now = self.ctx.clock.now()
+        return session_pk in self.enqueue_sets({session_pk: charging_profile}, plan_id)
+
+    def enqueue_sets(
+        self, profiles_by_pk: Mapping[int, dict[str, Any]], plan_id: int | None = None
+    ) -> set[int]:
+        """`enqueue_set` for a whole plan in one transaction; the sessions queued."""
         with transaction(self.ctx.db) as db:
-            session = db.get(ChargingSession, session_pk)
-            if session is None or session.stale or session.status not in ACTIVE_STATUSES:
-                return False
-            last = db.scalars(
-                select(ProfileOutbox)
-                .where(
-                    ProfileOutbox.session_pk == session_pk,
-                    ProfileOutbox.state.not_in(("superseded", "dropped")),
-                )
-                .order_by(ProfileOutbox.id.desc())
-            ).first()
-            if last is not None and last.last_answer in ("REJECTED", "NOT_SUPPORTED"):
-                return False  # the CPO said no for this session: recorded, and we stop asking
-            delivered_or_queued = last.charging_profile if last is not None and last.kind == "set" else None
-            if same_commands(delivered_or_queued, charging_profile, now):
-                return False
-            db.execute(
-                update(ProfileOutbox)
-                .where(ProfileOutbox.session_pk == session_pk, ProfileOutbox.state == "pending")
-                .values(state="superseded")
+            queued = self.enqueue_sets_in(db, profiles_by_pk, plan_id)
+        if queued:
+            self._wake.set()
+        return queued
+
+    def enqueue_sets_in(
+        self, db: DbSession, profiles_by_pk: Mapping[int, dict[str, Any]], plan_id: int | None = None
+    ) -> set[int]:
+        """`enqueue_sets` inside the caller's transaction (the planner's, with its plan record):
+        a fixed number of statements for any number of sessions. Call `wake` after the commit."""
+        if not profiles_by_pk:
+            return set()
+        now = self.ctx.clock.now()
+        pks = list(profiles_by_pk)
+        sessions = {
+            pk: (partner_id, stale, status)
+            for pk, partner_id, stale, status in db.execute(
+                select(
+                    ChargingSession.id,
+                    ChargingSession.partner_id,
+                    ChargingSession.stale,
+                    ChargingSession.status,
+                ).where(ChargingSession.id.in_(pks))
             )
-            db.add(
-                ProfileOutbox(
-                    session_pk=session_pk,
-                    partner_id=session.partner_id,
-                    plan_id=plan_id,
-                    kind="set",
-                    charging_profile=charging_profile,
-                    state="pending",
-                    next_attempt_at=now,
-                )
+        }
+        latest = (
+            select(func.max(ProfileOutbox.id))
+            .where(
+                ProfileOutbox.session_pk.in_(pks),
+                ProfileOutbox.state.not_in(("superseded", "dropped")),
             )
-        self._wake.set()
-        return True
+            .group_by(ProfileOutbox.session_pk)
+        )
+        last = {
+            session_pk: (kind, answer, profile)
+            for session_pk, kind, answer, profile in db.execute(
+                select(
+                    ProfileOutbox.session_pk,
+                    ProfileOutbox.kind,
+                    ProfileOutbox.last_answer,
+                    ProfileOutbox.charging_profile,
+                ).where(ProfileOutbox.id.in_(latest))
+            )
+        }
+        queued: list[int] = []
+        for pk, charging_profile in profiles_by_pk.items():
+            session = sessions.get(pk)
+            if session is None or session[1] or session[2] not in ACTIVE_STATUSES:
+                continue
+            kind, answer, delivered = last.get(pk, (None, None, None))
+            if answer in ("REJECTED", "NOT_SUPPORTED"):
+                continue  # the CPO said no for this session: recorded, and we stop asking
+            if same_commands(delivered if kind == "set" else None, charging_profile, now):
+                continue
+            queued.append(pk)
+        if not queued:
+            return set()
+        db.execute(
+            update(ProfileOutbox)
+            .where(ProfileOutbox.session_pk.in_(queued), ProfileOutbox.state == "pending")
+            .values(state="superseded")
+        )
+        db.add_all(
+            ProfileOutbox(
+                session_pk=pk,
+                partner_id=sessions[pk][0],
+                plan_id=plan_id,
+                kind="set",
+                charging_profile=profiles_by_pk[pk],
+                state="pending",
+                next_attempt_at=now,
+            )
+            for pk in queued
+        )
+        return set(queued)
 
     def enqueue_clear(self, session_pk: int) -> bool:
         """After a session ends: DELETE our profile if the CPO holds one; drop what is queued."""
@@ -213,7 +261,9 @@ class Dispatcher:
 
         A session that never had a profile goes first (a car just plugged in waits for its limit
         while the others already have one), and calls run concurrently: a CPO's round trip, not
-        our own work, is what takes the time.
+        our own work, is what takes the time. Our own work is batched: one transaction checks
+        that every item is still wanted, one records every answer (an in-process sink, or a
+        dispatcher of concurrency 1, is called in this thread).
         """
         now = self.ctx.clock.now()
         with self.ctx.db() as db:
@@ -228,6 +278,8 @@ class Dispatcher:
                     .limit(500)
                 )
             )
+            if not due:
+                return 0
             served = set(
                 db.scalars(
                     select(ProfileOutbox.session_pk).where(
@@ -237,75 +289,140 @@ class Dispatcher:
                 )
             )
         to_send = []
+        expired = []
         for item in sorted(due, key=lambda item: item.session_pk in served):
             if item.state == "awaiting_result":
-                self._expire(item.id)
+                expired.append(item.id)
             elif self._take_token(item.partner_id):
                 to_send.append(item)
+        if expired:
+            self._expire(expired)
         if not to_send:
             return 0
-        return sum(self._pool.map(self._deliver, to_send))
-
-    def _deliver(self, item: ProfileOutbox) -> int:
-        if not self._still_wanted(item):
+        wanted = self._still_wanted(to_send)
+        if not wanted:
             return 0
-        outcome = (
-            self.sink.send_profile(item.session_pk, item.charging_profile or {})
-            if item.kind == "set"
-            else self.sink.clear_profile(item.session_pk)
-        )
-        self._record(item.id, outcome)
-        return 1
+        if self.concurrency <= 1 or len(wanted) == 1:
+            calls = [self._call(item) for item in wanted]
+        else:
+            calls = list(self._executor().map(self._call, wanted))
+        outcomes = [(item, outcome) for item, (outcome, _) in zip(wanted, calls, strict=True) if outcome]
+        if outcomes:
+            self._record(outcomes)
+        failures = [error for _, error in calls if error is not None]
+        if failures:
+            raise failures[0]
+        return len(wanted)
 
-    def _still_wanted(self, item: ProfileOutbox) -> bool:
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="dispatch-call")
+        return self._pool
+
+    def _call(self, item: ProfileOutbox) -> tuple[ProfileCallOutcome | None, Exception | None]:
+        """One call to the sink; a sink that raises is reported after the others are recorded."""
+        try:
+            outcome = (
+                self.sink.send_profile(item.session_pk, item.charging_profile or {})
+                if item.kind == "set"
+                else self.sink.clear_profile(item.session_pk)
+            )
+        except Exception as exc:
+            return None, exc
+        return outcome, None
+
+    def _still_wanted(self, items: list[ProfileOutbox]) -> list[ProfileOutbox]:
+        """The items still pending; a `set` for a session that ended or went stale is dropped."""
         with transaction(self.ctx.db) as db:
-            row = db.get(ProfileOutbox, item.id)
-            session = db.get(ChargingSession, item.session_pk)
-            if row is None or row.state != "pending":
-                return False
-            if item.kind == "set" and (
-                session is None or session.stale or session.status not in ACTIVE_STATUSES
-            ):
-                row.state = "dropped"
-                return False
-        return True
+            states = {
+                outbox_id: state
+                for outbox_id, state in db.execute(
+                    select(ProfileOutbox.id, ProfileOutbox.state).where(
+                        ProfileOutbox.id.in_([item.id for item in items])
+                    )
+                )
+            }
+            sessions = {
+                pk: (stale, status)
+                for pk, stale, status in db.execute(
+                    select(ChargingSession.id, ChargingSession.stale, ChargingSession.status).where(
+                        ChargingSession.id.in_({item.session_pk for item in items})
+                    )
+                )
+            }
+            wanted: list[ProfileOutbox] = []
+            dropped: list[int] = []
+            for item in items:
+                if states.get(item.id) != "pending":
+                    continue
+                session = sessions.get(item.session_pk)
+                if item.kind == "set" and (
+                    session is None or session[0] or session[1] not in ACTIVE_STATUSES
+                ):
+                    dropped.append(item.id)
+                    continue
+                wanted.append(item)
+            if dropped:
+                db.execute(update(ProfileOutbox).where(ProfileOutbox.id.in_(dropped)).values(state="dropped"))
+        return wanted
 
-    def _record(self, outbox_id: int, outcome: ProfileCallOutcome) -> None:
+    def _record(self, outcomes: list[tuple[ProfileOutbox, ProfileCallOutcome]]) -> None:
         now = self.ctx.clock.now()
         with transaction(self.ctx.db) as db:
-            row = db.get(ProfileOutbox, outbox_id)
-            assert row is not None
-            row.attempts += 1
-            row.request_id = outcome.request_id
-            row.last_answer = outcome.response_result
-            row.last_error = outcome.error
-            row.sent_at = now
-            answer = outcome.response_result
-            if answer == "ACCEPTED":
-                result_arrived = db.scalar(
-                    select(ProfileRequest.result).where(ProfileRequest.request_id == outcome.request_id)
+            rows = {
+                row.id: row
+                for row in db.scalars(
+                    select(ProfileOutbox).where(ProfileOutbox.id.in_([item.id for item, _ in outcomes]))
                 )
-                row.state = "done" if result_arrived else "awaiting_result"
-                row.next_attempt_at = now + timedelta(seconds=outcome.timeout_s or DEFAULT_RESULT_TIMEOUT_S)
-            elif answer in ("REJECTED", "NOT_SUPPORTED"):
-                row.state = "done"
-            elif answer == "TOO_OFTEN":
-                row.next_attempt_at = now + timedelta(seconds=TOO_OFTEN_DELAY_S)
-            elif answer == "UNKNOWN_SESSION":
-                row.state = "done"
-                session = db.get(ChargingSession, row.session_pk)
-                if session is not None:
-                    session.stale = True
-            else:
-                row.next_attempt_at = now + timedelta(seconds=self._backoff_s(row.attempts))
+            }
+            accepted = [o.request_id for _, o in outcomes if o.response_result == "ACCEPTED"]
+            results_arrived = (
+                {
+                    request_id
+                    for request_id, result in db.execute(
+                        select(ProfileRequest.request_id, ProfileRequest.result).where(
+                            ProfileRequest.request_id.in_(accepted)
+                        )
+                    )
+                    if result
+                }
+                if accepted
+                else set()
+            )
+            stale: list[int] = []
+            for item, outcome in outcomes:
+                row = rows[item.id]
+                row.attempts += 1
+                row.request_id = outcome.request_id
+                row.last_answer = outcome.response_result
+                row.last_error = outcome.error
+                row.sent_at = now
+                answer = outcome.response_result
+                if answer == "ACCEPTED":
+                    row.state = "done" if outcome.request_id in results_arrived else "awaiting_result"
+                    row.next_attempt_at = now + timedelta(
+                        seconds=outcome.timeout_s or DEFAULT_RESULT_TIMEOUT_S
+                    )
+                elif answer in ("REJECTED", "NOT_SUPPORTED"):
+                    row.state = "done"
+                elif answer == "TOO_OFTEN":
+                    row.next_attempt_at = now + timedelta(seconds=TOO_OFTEN_DELAY_S)
+                elif answer == "UNKNOWN_SESSION":
+                    row.state = "done"
+                    stale.append(row.session_pk)
+                else:
+                    row.next_attempt_at = now + timedelta(seconds=self._backoff_s(row.attempts))
+            if stale:
+                db.execute(update(ChargingSession).where(ChargingSession.id.in_(stale)).values(stale=True))
 
-    def _expire(self, outbox_id: int) -> None:
+    def _expire(self, outbox_ids: list[int]) -> None:
         """No asynchronous result within the CPO's timeout: OCPI says none will come."""
         with transaction(self.ctx.db) as db:
-            row = db.get(ProfileOutbox, outbox_id)
-            if row is not None and row.state == "awaiting_result":
-                row.state = "done"
-                row.last_error = "no result within the CPO's timeout"
+            db.execute(
+                update(ProfileOutbox)
+                .where(ProfileOutbox.id.in_(outbox_ids), ProfileOutbox.state == "awaiting_result")
+                .values(state="done", last_error="no result within the CPO's timeout")
+            )
 
     def on_event(self, event: DomainEvent) -> None:
         """An asynchronous result arrived: the outbox item is complete."""
@@ -333,7 +450,8 @@ class Dispatcher:
             self._unsubscribe()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     def wake(self) -> None:
         self._wake.set()

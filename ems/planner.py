@@ -490,6 +490,14 @@ class Planner:
             db.add(record)
             db.flush()
             plan_id = record.id
+            # The outbox rows go in with the plan: a plan stored is a plan that will be delivered.
+            queued = (
+                self.dispatcher.enqueue_sets_in(
+                    db, {p.session_pk: profiles[p.session_id] for p in snapshot.sessions}, plan_id
+                )
+                if self.dispatcher is not None
+                else set()
+            )
         with self._lock:
             for p in snapshot.sessions:
                 if p.key is None:
@@ -499,9 +507,8 @@ class Planner:
                 else:
                     self._phases_unknown.discard(p.key)
         self.plans_made += 1
-        if self.dispatcher is not None:
-            for p in snapshot.sessions:
-                self.dispatcher.enqueue_set(p.session_pk, profiles[p.session_id], plan_id)
+        if queued and self.dispatcher is not None:
+            self.dispatcher.wake()
         return plan_id
 
     def plan_all(self, trigger: str = "schedule") -> None:
