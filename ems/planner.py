@@ -295,13 +295,10 @@ class Planner:
 
     def snapshot(self, site_id: str, now: datetime | None = None) -> Snapshot:
         now = now or self.ctx.clock.now()
-        stored = sites.get_site(self.ctx, site_id)
-        site = stored.site
+        site, site_version = sites.current_site(self.ctx, site_id)
         by_key = {(c.evse_uid, c.connector_id): c for c in site.connectors()}
         unplaced = {
-            (u.evse_uid, u.connector_id): u
-            for u in sites.unplaced_evses(self.ctx, site_id)
-            if u.active_session
+            (u.evse_uid, u.connector_id): u for u in sites.unplaced_of(self.ctx, site) if u.active_session
         }
         stand_ins: list[sites.ConservativeConnector] = []
         defaults = site_defaults(site)
@@ -337,7 +334,7 @@ class Planner:
         if stand_ins:
             site = sites.with_conservative_connectors(site, stand_ins)
         problem = self._problem(site, now, planned)
-        return Snapshot(site, stored.version, now, tuple(planned), problem)
+        return Snapshot(site, site_version, now, tuple(planned), problem)
 
     def _need(
         self,

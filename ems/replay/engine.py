@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from ems.clock import ManualClock
 from ems.config import Settings
@@ -204,19 +204,28 @@ class InProcessSink:
         self.accept = accept
         self.profiles: dict[int, dict[str, Any]] = {}
         self.calls = 0
+        self._sessions: dict[int, tuple[int, str]] = {}
+        """(partner, OCPI id) of each session key: they never change, so are read once."""
 
     def _log(self, session_pk: int, kind: str, profile: dict[str, Any] | None, answer: str) -> str:
         request_id = str(uuid.uuid4())
         with transaction(self.ctx.db) as db:
-            row = db.get(ChargingSession, session_pk)
-            if row is None:
-                raise ValueError(f"no session with key {session_pk}")
-            db.add(
-                ProfileRequest(
+            known = self._sessions.get(session_pk)
+            if known is None:
+                row = db.execute(
+                    select(ChargingSession.partner_id, ChargingSession.session_id).where(
+                        ChargingSession.id == session_pk
+                    )
+                ).one_or_none()
+                if row is None:
+                    raise ValueError(f"no session with key {session_pk}")
+                known = self._sessions[session_pk] = (row[0], row[1])
+            db.execute(
+                insert(ProfileRequest).values(
                     request_id=request_id,
-                    partner_id=row.partner_id,
+                    partner_id=known[0],
                     session_pk=session_pk,
-                    session_id=row.session_id,
+                    session_id=known[1],
                     kind=kind,
                     charging_profile=profile,
                     sent_at=self.ctx.clock.now(),
