@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, Update, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from ems.context import EmsContext
@@ -95,6 +95,108 @@ class _Bucket:
     updated: float
 
 
+@dataclass(frozen=True)
+class _Item:
+    """An outbox row due for delivery, as read (the row itself may change meanwhile)."""
+
+    id: int
+    session_pk: int
+    partner_id: int
+    kind: str
+    charging_profile: dict[str, Any] | None
+    state: str
+    attempts: int
+
+
+_OUTBOX: Table = ProfileOutbox.__table__  # type: ignore[assignment]
+_SESSIONS: Table = ChargingSession.__table__  # type: ignore[assignment]
+_REQUESTS: Table = ProfileRequest.__table__  # type: ignore[assignment]
+
+# Statements of every plan's dispatch, built once: building SQLAlchemy expressions per call
+# cost about as much as running them.
+_SESSION_STATES = select(_SESSIONS.c.id, _SESSIONS.c.partner_id, _SESSIONS.c.stale, _SESSIONS.c.status).where(
+    _SESSIONS.c.id.in_(bindparam("pks", expanding=True))
+)
+_LAST_QUEUED = select(
+    _OUTBOX.c.session_pk, _OUTBOX.c.kind, _OUTBOX.c.last_answer, _OUTBOX.c.charging_profile
+).where(
+    _OUTBOX.c.id.in_(
+        select(func.max(_OUTBOX.c.id))
+        .where(
+            _OUTBOX.c.session_pk.in_(bindparam("pks", expanding=True)),
+            _OUTBOX.c.state.not_in(("superseded", "dropped")),
+        )
+        .group_by(_OUTBOX.c.session_pk)
+    )
+)
+_SUPERSEDE = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.session_pk.in_(bindparam("pks", expanding=True)), _OUTBOX.c.state == "pending")
+    .values(state="superseded")
+)
+_INSERT_OUTBOX = insert(_OUTBOX)
+_DUE = (
+    select(
+        _OUTBOX.c.id,
+        _OUTBOX.c.session_pk,
+        _OUTBOX.c.partner_id,
+        _OUTBOX.c.kind,
+        _OUTBOX.c.charging_profile,
+        _OUTBOX.c.state,
+        _OUTBOX.c.attempts,
+    )
+    .where(
+        _OUTBOX.c.state.in_(("pending", "awaiting_result")),
+        _OUTBOX.c.next_attempt_at <= bindparam("now"),
+    )
+    .order_by(_OUTBOX.c.next_attempt_at, _OUTBOX.c.id)
+    .limit(500)
+)
+_SERVED = (
+    select(_OUTBOX.c.session_pk)
+    .where(
+        _OUTBOX.c.session_pk.in_(bindparam("pks", expanding=True)),
+        _OUTBOX.c.state.in_(("awaiting_result", "done")),
+    )
+    .distinct()
+)
+_OUTBOX_STATES = select(_OUTBOX.c.id, _OUTBOX.c.state).where(
+    _OUTBOX.c.id.in_(bindparam("ids", expanding=True))
+)
+_DROP = update(_OUTBOX).where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True))).values(state="dropped")
+_RESULTS = select(_REQUESTS.c.request_id, _REQUESTS.c.result).where(
+    _REQUESTS.c.request_id.in_(bindparam("request_ids", expanding=True))
+)
+_MARK_STALE = update(_SESSIONS).where(_SESSIONS.c.id.in_(bindparam("pks", expanding=True))).values(stale=True)
+_EXPIRE = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)), _OUTBOX.c.state == "awaiting_result")
+    .values(state="done", last_error="no result within the CPO's timeout")
+)
+
+
+def _recorded(state: bool, next_attempt: bool) -> Update:
+    """An answer stored on its outbox row; only the columns the answer changes are written
+    (a row superseded while its call was in flight stays superseded)."""
+    values: dict[str, Any] = {
+        "attempts": _OUTBOX.c.attempts + 1,
+        "request_id": bindparam("b_request_id"),
+        "last_answer": bindparam("b_answer"),
+        "last_error": bindparam("b_error"),
+        "sent_at": bindparam("b_sent_at"),
+    }
+    if state:
+        values["state"] = bindparam("b_state")
+    if next_attempt:
+        values["next_attempt_at"] = bindparam("b_next")
+    return update(_OUTBOX).where(_OUTBOX.c.id == bindparam("b_id")).values(**values)
+
+
+_RECORD_ACCEPTED = _recorded(state=True, next_attempt=True)
+_RECORD_FINAL = _recorded(state=True, next_attempt=False)
+_RECORD_RETRY = _recorded(state=False, next_attempt=True)
+
+
 class Dispatcher:
     """The outbox and its worker; `run_once` is the whole delivery step (tests and replay call it)."""
 
@@ -149,33 +251,11 @@ class Dispatcher:
         pks = list(profiles_by_pk)
         sessions = {
             pk: (partner_id, stale, status)
-            for pk, partner_id, stale, status in db.execute(
-                select(
-                    ChargingSession.id,
-                    ChargingSession.partner_id,
-                    ChargingSession.stale,
-                    ChargingSession.status,
-                ).where(ChargingSession.id.in_(pks))
-            )
+            for pk, partner_id, stale, status in db.execute(_SESSION_STATES, {"pks": pks})
         }
-        latest = (
-            select(func.max(ProfileOutbox.id))
-            .where(
-                ProfileOutbox.session_pk.in_(pks),
-                ProfileOutbox.state.not_in(("superseded", "dropped")),
-            )
-            .group_by(ProfileOutbox.session_pk)
-        )
         last = {
             session_pk: (kind, answer, profile)
-            for session_pk, kind, answer, profile in db.execute(
-                select(
-                    ProfileOutbox.session_pk,
-                    ProfileOutbox.kind,
-                    ProfileOutbox.last_answer,
-                    ProfileOutbox.charging_profile,
-                ).where(ProfileOutbox.id.in_(latest))
-            )
+            for session_pk, kind, answer, profile in db.execute(_LAST_QUEUED, {"pks": pks})
         }
         queued: list[int] = []
         for pk, charging_profile in profiles_by_pk.items():
@@ -190,22 +270,21 @@ class Dispatcher:
             queued.append(pk)
         if not queued:
             return set()
+        db.execute(_SUPERSEDE, {"pks": queued})
         db.execute(
-            update(ProfileOutbox)
-            .where(ProfileOutbox.session_pk.in_(queued), ProfileOutbox.state == "pending")
-            .values(state="superseded")
-        )
-        db.add_all(
-            ProfileOutbox(
-                session_pk=pk,
-                partner_id=sessions[pk][0],
-                plan_id=plan_id,
-                kind="set",
-                charging_profile=profiles_by_pk[pk],
-                state="pending",
-                next_attempt_at=now,
-            )
-            for pk in queued
+            _INSERT_OUTBOX,
+            [
+                {
+                    "session_pk": pk,
+                    "partner_id": sessions[pk][0],
+                    "plan_id": plan_id,
+                    "kind": "set",
+                    "charging_profile": profiles_by_pk[pk],
+                    "state": "pending",
+                    "next_attempt_at": now,
+                }
+                for pk in queued
+            ],
         )
         return set(queued)
 
@@ -267,27 +346,10 @@ class Dispatcher:
         """
         now = self.ctx.clock.now()
         with self.ctx.db() as db:
-            due = list(
-                db.scalars(
-                    select(ProfileOutbox)
-                    .where(
-                        ProfileOutbox.state.in_(("pending", "awaiting_result")),
-                        ProfileOutbox.next_attempt_at <= now,
-                    )
-                    .order_by(ProfileOutbox.next_attempt_at, ProfileOutbox.id)
-                    .limit(500)
-                )
-            )
+            due = [_Item(*row) for row in db.execute(_DUE, {"now": now})]
             if not due:
                 return 0
-            served = set(
-                db.scalars(
-                    select(ProfileOutbox.session_pk).where(
-                        ProfileOutbox.session_pk.in_({item.session_pk for item in due}),
-                        ProfileOutbox.state.in_(("awaiting_result", "done")),
-                    )
-                )
-            )
+            served = set(db.scalars(_SERVED, {"pks": list({item.session_pk for item in due})}))
         to_send = []
         expired = []
         for item in sorted(due, key=lambda item: item.session_pk in served):
@@ -319,7 +381,7 @@ class Dispatcher:
             self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="dispatch-call")
         return self._pool
 
-    def _call(self, item: ProfileOutbox) -> tuple[ProfileCallOutcome | None, Exception | None]:
+    def _call(self, item: _Item) -> tuple[ProfileCallOutcome | None, Exception | None]:
         """One call to the sink; a sink that raises is reported after the others are recorded."""
         try:
             outcome = (
@@ -331,26 +393,20 @@ class Dispatcher:
             return None, exc
         return outcome, None
 
-    def _still_wanted(self, items: list[ProfileOutbox]) -> list[ProfileOutbox]:
+    def _still_wanted(self, items: list[_Item]) -> list[_Item]:
         """The items still pending; a `set` for a session that ended or went stale is dropped."""
         with transaction(self.ctx.db) as db:
             states = {
                 outbox_id: state
-                for outbox_id, state in db.execute(
-                    select(ProfileOutbox.id, ProfileOutbox.state).where(
-                        ProfileOutbox.id.in_([item.id for item in items])
-                    )
-                )
+                for outbox_id, state in db.execute(_OUTBOX_STATES, {"ids": [item.id for item in items]})
             }
             sessions = {
                 pk: (stale, status)
-                for pk, stale, status in db.execute(
-                    select(ChargingSession.id, ChargingSession.stale, ChargingSession.status).where(
-                        ChargingSession.id.in_({item.session_pk for item in items})
-                    )
+                for pk, _, stale, status in db.execute(
+                    _SESSION_STATES, {"pks": list({item.session_pk for item in items})}
                 )
             }
-            wanted: list[ProfileOutbox] = []
+            wanted: list[_Item] = []
             dropped: list[int] = []
             for item in items:
                 if states.get(item.id) != "pending":
@@ -363,66 +419,54 @@ class Dispatcher:
                     continue
                 wanted.append(item)
             if dropped:
-                db.execute(update(ProfileOutbox).where(ProfileOutbox.id.in_(dropped)).values(state="dropped"))
+                db.execute(_DROP, {"ids": dropped})
         return wanted
 
-    def _record(self, outcomes: list[tuple[ProfileOutbox, ProfileCallOutcome]]) -> None:
+    def _record(self, outcomes: list[tuple[_Item, ProfileCallOutcome]]) -> None:
         now = self.ctx.clock.now()
+        accepted = [o.request_id for _, o in outcomes if o.response_result == "ACCEPTED"]
+        batches: dict[Update, list[dict[str, Any]]] = {}
+        stale: list[int] = []
         with transaction(self.ctx.db) as db:
-            rows = {
-                row.id: row
-                for row in db.scalars(
-                    select(ProfileOutbox).where(ProfileOutbox.id.in_([item.id for item, _ in outcomes]))
-                )
-            }
-            accepted = [o.request_id for _, o in outcomes if o.response_result == "ACCEPTED"]
             results_arrived = (
-                {
-                    request_id
-                    for request_id, result in db.execute(
-                        select(ProfileRequest.request_id, ProfileRequest.result).where(
-                            ProfileRequest.request_id.in_(accepted)
-                        )
-                    )
-                    if result
-                }
+                {rid for rid, result in db.execute(_RESULTS, {"request_ids": accepted}) if result}
                 if accepted
                 else set()
             )
-            stale: list[int] = []
             for item, outcome in outcomes:
-                row = rows[item.id]
-                row.attempts += 1
-                row.request_id = outcome.request_id
-                row.last_answer = outcome.response_result
-                row.last_error = outcome.error
-                row.sent_at = now
+                values: dict[str, Any] = {
+                    "b_id": item.id,
+                    "b_request_id": outcome.request_id,
+                    "b_answer": outcome.response_result,
+                    "b_error": outcome.error,
+                    "b_sent_at": now,
+                }
                 answer = outcome.response_result
                 if answer == "ACCEPTED":
-                    row.state = "done" if outcome.request_id in results_arrived else "awaiting_result"
-                    row.next_attempt_at = now + timedelta(
-                        seconds=outcome.timeout_s or DEFAULT_RESULT_TIMEOUT_S
-                    )
-                elif answer in ("REJECTED", "NOT_SUPPORTED"):
-                    row.state = "done"
+                    values["b_state"] = "done" if outcome.request_id in results_arrived else "awaiting_result"
+                    values["b_next"] = now + timedelta(seconds=outcome.timeout_s or DEFAULT_RESULT_TIMEOUT_S)
+                    statement = _RECORD_ACCEPTED
+                elif answer in ("REJECTED", "NOT_SUPPORTED", "UNKNOWN_SESSION"):
+                    values["b_state"] = "done"
+                    statement = _RECORD_FINAL
+                    if answer == "UNKNOWN_SESSION":
+                        stale.append(item.session_pk)
                 elif answer == "TOO_OFTEN":
-                    row.next_attempt_at = now + timedelta(seconds=TOO_OFTEN_DELAY_S)
-                elif answer == "UNKNOWN_SESSION":
-                    row.state = "done"
-                    stale.append(row.session_pk)
+                    values["b_next"] = now + timedelta(seconds=TOO_OFTEN_DELAY_S)
+                    statement = _RECORD_RETRY
                 else:
-                    row.next_attempt_at = now + timedelta(seconds=self._backoff_s(row.attempts))
+                    values["b_next"] = now + timedelta(seconds=self._backoff_s(item.attempts + 1))
+                    statement = _RECORD_RETRY
+                batches.setdefault(statement, []).append(values)
+            for statement, rows in batches.items():
+                db.execute(statement, rows)
             if stale:
-                db.execute(update(ChargingSession).where(ChargingSession.id.in_(stale)).values(stale=True))
+                db.execute(_MARK_STALE, {"pks": stale})
 
     def _expire(self, outbox_ids: list[int]) -> None:
         """No asynchronous result within the CPO's timeout: OCPI says none will come."""
         with transaction(self.ctx.db) as db:
-            db.execute(
-                update(ProfileOutbox)
-                .where(ProfileOutbox.id.in_(outbox_ids), ProfileOutbox.state == "awaiting_result")
-                .values(state="done", last_error="no result within the CPO's timeout")
-            )
+            db.execute(_EXPIRE, {"ids": outbox_ids})
 
     def on_event(self, event: DomainEvent) -> None:
         """An asynchronous result arrived: the outbox item is complete."""

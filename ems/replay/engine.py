@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import insert, select
+from sqlalchemy import Table, bindparam, insert, select
 
 from ems.clock import ManualClock
 from ems.config import Settings
@@ -191,6 +191,13 @@ class ReplaySeriesSource:
 # ---- the simulated CPO's side ----------------------------------------------------------------
 
 
+_SESSION_IDS = select(ChargingSession.partner_id, ChargingSession.session_id).where(
+    ChargingSession.id == bindparam("pk")
+)
+_REQUESTS: Table = ProfileRequest.__table__  # type: ignore[assignment]
+_LOG_REQUEST = insert(_REQUESTS)
+
+
 class InProcessSink:
     """The CPO end of dispatch in replay: records each profile as the car's limit from now on.
 
@@ -212,26 +219,23 @@ class InProcessSink:
         with transaction(self.ctx.db) as db:
             known = self._sessions.get(session_pk)
             if known is None:
-                row = db.execute(
-                    select(ChargingSession.partner_id, ChargingSession.session_id).where(
-                        ChargingSession.id == session_pk
-                    )
-                ).one_or_none()
+                row = db.execute(_SESSION_IDS, {"pk": session_pk}).one_or_none()
                 if row is None:
                     raise ValueError(f"no session with key {session_pk}")
                 known = self._sessions[session_pk] = (row[0], row[1])
             db.execute(
-                insert(ProfileRequest).values(
-                    request_id=request_id,
-                    partner_id=known[0],
-                    session_pk=session_pk,
-                    session_id=known[1],
-                    kind=kind,
-                    charging_profile=profile,
-                    sent_at=self.ctx.clock.now(),
-                    response_result=answer,
-                    result="ACCEPTED" if answer == "ACCEPTED" else None,
-                )
+                _LOG_REQUEST,
+                {
+                    "request_id": request_id,
+                    "partner_id": known[0],
+                    "session_pk": session_pk,
+                    "session_id": known[1],
+                    "kind": kind,
+                    "charging_profile": profile,
+                    "sent_at": self.ctx.clock.now(),
+                    "response_result": answer,
+                    "result": "ACCEPTED" if answer == "ACCEPTED" else None,
+                },
             )
         return request_id
 
