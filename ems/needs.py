@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session as DbSession
 
 from ems.store.models import ChargingPeriod, ChargingPreference, ChargingSession, Partner, ProfileRequest
@@ -362,6 +362,40 @@ def load_stored_inputs(
     return StoredInputs(preferences, periods, profiles, _histories(db, sessions, past_powers))
 
 
+# The history's statements, built once (building them cost about as much as running them).
+_HISTORY_SCAN = (
+    select(ChargingSession.id, ChargingSession.cdr_token["uid"].as_string())
+    .where(
+        ChargingSession.partner_id == bindparam("partner_id"),
+        ChargingSession.status == "COMPLETED",
+        ChargingSession.end_date_time.is_not(None),
+    )
+    .order_by(ChargingSession.start_date_time.desc(), ChargingSession.id.desc())
+    .limit(HISTORY_SCAN)
+)
+_PAST_FIGURES = select(
+    ChargingSession.id, ChargingSession.start_date_time, ChargingSession.end_date_time, ChargingSession.kwh
+).where(ChargingSession.id.in_(bindparam("pks", expanding=True)))
+_PAST_SOC = (
+    select(ChargingPreference.session_pk, ChargingPreference.soc_arrival_pct)
+    .where(
+        ChargingPreference.session_pk.in_(bindparam("pks", expanding=True)),
+        ChargingPreference.soc_arrival_pct.is_not(None),
+    )
+    .order_by(ChargingPreference.id)
+)
+_PERIOD_MARKS = (
+    select(ChargingPeriod.session_pk, func.count(), func.max(ChargingPeriod.id))
+    .where(ChargingPeriod.session_pk.in_(bindparam("pks", expanding=True)))
+    .group_by(ChargingPeriod.session_pk)
+)
+_PAST_PERIODS = (
+    select(ChargingPeriod.session_pk, ChargingPeriod.dimensions)
+    .where(ChargingPeriod.session_pk.in_(bindparam("pks", expanding=True)))
+    .order_by(ChargingPeriod.session_pk, ChargingPeriod.position)
+)
+
+
 class PastPowerCache:
     """The power drawn in each charging period of past sessions, kept between plans.
 
@@ -378,12 +412,7 @@ class PastPowerCache:
 
     def powers(self, db: DbSession, session_pks: Sequence[int]) -> dict[int, list[float]]:
         marks = {
-            pk: (int(n), int(last))
-            for pk, n, last in db.execute(
-                select(ChargingPeriod.session_pk, func.count(), func.max(ChargingPeriod.id))
-                .where(ChargingPeriod.session_pk.in_(session_pks))
-                .group_by(ChargingPeriod.session_pk)
-            )
+            pk: (int(n), int(last)) for pk, n, last in db.execute(_PERIOD_MARKS, {"pks": list(session_pks)})
         }
         out: dict[int, list[float]] = {pk: [] for pk in session_pks}
         missing = []
@@ -407,11 +436,7 @@ class PastPowerCache:
 
 def _period_powers(db: DbSession, session_pks: Sequence[int]) -> dict[int, list[float]]:
     powers: dict[int, list[float]] = {pk: [] for pk in session_pks}
-    for session_pk, dimensions in db.execute(
-        select(ChargingPeriod.session_pk, ChargingPeriod.dimensions)
-        .where(ChargingPeriod.session_pk.in_(session_pks))
-        .order_by(ChargingPeriod.session_pk, ChargingPeriod.position)
-    ):
+    for session_pk, dimensions in db.execute(_PAST_PERIODS, {"pks": list(session_pks)}):
         powers[session_pk].append(_dimension(dimensions, "POWER") or 0.0)
     return powers
 
@@ -426,40 +451,19 @@ def _histories(
     """
     wanted = {(s.partner_id, s.cdr_token.get("uid")) for s in sessions}
     past_keys: dict[tuple[int, Any], list[int]] = {key: [] for key in wanted}
-    token_uid = ChargingSession.cdr_token["uid"].as_string()
     for partner_id in {s.partner_id for s in sessions}:
-        for pk, uid in db.execute(
-            select(ChargingSession.id, token_uid)
-            .where(
-                ChargingSession.partner_id == partner_id,
-                ChargingSession.status == "COMPLETED",
-                ChargingSession.end_date_time.is_not(None),
-            )
-            .order_by(ChargingSession.start_date_time.desc(), ChargingSession.id.desc())
-            .limit(HISTORY_SCAN)
-        ):
+        for pk, uid in db.execute(_HISTORY_SCAN, {"partner_id": partner_id}):
             key = (partner_id, uid)
             if key in past_keys and len(past_keys[key]) < HISTORY_SESSIONS:
                 past_keys[key].append(pk)
     past_pks = [pk for pks in past_keys.values() for pk in pks]
     figures: dict[int, tuple[datetime, datetime, float]] = {}
     if past_pks:
-        for pk, start, end, kwh in db.execute(
-            select(
-                ChargingSession.id,
-                ChargingSession.start_date_time,
-                ChargingSession.end_date_time,
-                ChargingSession.kwh,
-            ).where(ChargingSession.id.in_(past_pks))
-        ):
+        for pk, start, end, kwh in db.execute(_PAST_FIGURES, {"pks": past_pks}):
             if end is not None:
                 figures[pk] = (start, end, kwh)
     soc: dict[int, float] = {}
-    for session_pk, soc_pct in db.execute(
-        select(ChargingPreference.session_pk, ChargingPreference.soc_arrival_pct)
-        .where(ChargingPreference.session_pk.in_(past_pks), ChargingPreference.soc_arrival_pct.is_not(None))
-        .order_by(ChargingPreference.id)
-    ):
+    for session_pk, soc_pct in db.execute(_PAST_SOC, {"pks": past_pks}):
         if soc_pct is not None:
             soc[session_pk] = soc_pct
     powers = past_powers.powers(db, past_pks) if past_powers is not None else _period_powers(db, past_pks)

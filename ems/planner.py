@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 
 from ems import sites
 from ems.context import EmsContext
@@ -52,7 +52,7 @@ from ems.needs import (
 )
 from ems.ocpi.datetimes import format_ocpi_datetime
 from ems.store.db import transaction
-from ems.store.models import ChargingSession, Partner
+from ems.store.models import ChargingSession, Partner, utcnow
 from ems.store.planning import PlanRecord, SessionNeed
 from grid_models.electrical import session_max_power_kw
 from grid_models.site import Connector, Site
@@ -64,6 +64,18 @@ logger = logging.getLogger(__name__)
 ACTIVE_STATUSES = ("ACTIVE", "PENDING")
 UNPLACED_PRIORITY = 1000.0
 """Sessions on unplaced EVSEs get their (conservative, reserved) power before anyone else."""
+
+
+# Statements of every plan, built once (building them cost about as much as running them).
+_ACTIVE_SESSIONS = (
+    select(ChargingSession)
+    .where(ChargingSession.status.in_(ACTIVE_STATUSES), ChargingSession.stale.is_(False))
+    .order_by(ChargingSession.id)
+)
+_NEEDS: Table = SessionNeed.__table__  # type: ignore[assignment]
+_PLANS: Table = PlanRecord.__table__  # type: ignore[assignment]
+_INSERT_NEED = insert(_NEEDS)
+_INSERT_PLAN = insert(_PLANS)
 
 
 @dataclass(frozen=True)
@@ -306,11 +318,7 @@ class Planner:
         defaults = site_defaults(site)
         planned: list[PlannedSession] = []
         with self.ctx.db() as db:
-            rows = db.scalars(
-                select(ChargingSession)
-                .where(ChargingSession.status.in_(ACTIVE_STATUSES), ChargingSession.stale.is_(False))
-                .order_by(ChargingSession.id)
-            ).all()
+            rows = db.scalars(_ACTIVE_SESSIONS).all()
             placed: list[tuple[ChargingSession, Connector, tuple[str, ...]]] = []
             for row in rows:
                 key = (row.evse_uid, row.connector_id)
@@ -451,44 +459,51 @@ class Planner:
             "base_load_kw": list(snapshot.problem.base_load_kw),
         }
         with transaction(self.ctx.db) as db:
-            for p in snapshot.sessions:
-                need = p.need
-                db.add(
-                    SessionNeed(
-                        session_pk=p.session_pk,
-                        estimated_at=snapshot.now,
-                        energy_needed_kwh=need.energy_needed_kwh,
-                        energy_source=need.energy_source,
-                        departure=need.departure,
-                        departure_source=need.departure_source,
-                        max_power_kw=need.max_power_kw,
-                        max_power_source=need.max_power_source,
-                        vehicle_phases=need.vehicle_phases,
-                        phases_source=need.phases_source,
-                        battery_capacity_kwh=need.battery_capacity_kwh,
-                        capacity_source=need.capacity_source,
-                    )
+            if snapshot.sessions:
+                db.execute(
+                    _INSERT_NEED,
+                    [
+                        {
+                            "session_pk": p.session_pk,
+                            "estimated_at": snapshot.now,
+                            "energy_needed_kwh": p.need.energy_needed_kwh,
+                            "energy_source": p.need.energy_source,
+                            "departure": p.need.departure,
+                            "departure_source": p.need.departure_source,
+                            "max_power_kw": p.need.max_power_kw,
+                            "max_power_source": p.need.max_power_source,
+                            "vehicle_phases": p.need.vehicle_phases,
+                            "phases_source": p.need.phases_source,
+                            "battery_capacity_kwh": p.need.battery_capacity_kwh,
+                            "capacity_source": p.need.capacity_source,
+                        }
+                        for p in snapshot.sessions
+                    ],
                 )
-            record = PlanRecord(
-                site_id=site_id,
-                site_version=snapshot.site_version,
-                planned_for=snapshot.now,
-                trigger=trigger[:32],
-                triggered_at=triggered_at,
-                inputs_digest=snapshot.digest(),
-                status=plan.status,
-                method=plan.method,
-                objective=str(self.settings.objective),
-                message=plan.message,
-                n_sessions=len(snapshot.sessions),
-                build_ms=plan.build_ms,
-                solve_ms=plan.solve_ms,
-                total_ms=total_ms,
-                result=result,
+            inserted = db.connection().execute(
+                _INSERT_PLAN,
+                {
+                    "site_id": site_id,
+                    "site_version": snapshot.site_version,
+                    "created_at": utcnow(),
+                    "planned_for": snapshot.now,
+                    "trigger": trigger[:32],
+                    "triggered_at": triggered_at,
+                    "inputs_digest": snapshot.digest(),
+                    "status": plan.status,
+                    "method": plan.method,
+                    "objective": str(self.settings.objective),
+                    "message": plan.message,
+                    "n_sessions": len(snapshot.sessions),
+                    "build_ms": plan.build_ms,
+                    "solve_ms": plan.solve_ms,
+                    "total_ms": total_ms,
+                    "result": result,
+                },
             )
-            db.add(record)
-            db.flush()
-            plan_id = record.id
+            key = inserted.inserted_primary_key
+            assert key is not None
+            plan_id = int(key[0])
             # The outbox rows go in with the plan: a plan stored is a plan that will be delivered.
             queued = (
                 self.dispatcher.enqueue_sets_in(
