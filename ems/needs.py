@@ -363,8 +363,13 @@ def load_stored_inputs(
 
 
 # The history's statements, built once (building them cost about as much as running them).
-_HISTORY_SCAN = (
-    select(ChargingSession.id, ChargingSession.cdr_token["uid"].as_string())
+_TOKEN_UID = ChargingSession.cdr_token["uid"].as_string()
+_SCANNED = (
+    select(
+        ChargingSession.id.label("pk"),
+        _TOKEN_UID.label("uid"),
+        ChargingSession.start_date_time.label("start"),
+    )
     .where(
         ChargingSession.partner_id == bindparam("partner_id"),
         ChargingSession.status == "COMPLETED",
@@ -372,7 +377,26 @@ _HISTORY_SCAN = (
     )
     .order_by(ChargingSession.start_date_time.desc(), ChargingSession.id.desc())
     .limit(HISTORY_SCAN)
+    .subquery()
 )
+_RANKED = (
+    select(
+        _SCANNED.c.pk,
+        _SCANNED.c.uid,
+        func.row_number()
+        .over(partition_by=_SCANNED.c.uid, order_by=(_SCANNED.c.start.desc(), _SCANNED.c.pk.desc()))
+        .label("rank"),
+    )
+    .where(_SCANNED.c.uid.in_(bindparam("uids", expanding=True)))
+    .subquery()
+)
+_HISTORY_SCAN = (
+    select(_RANKED.c.pk, _RANKED.c.uid)
+    .where(_RANKED.c.rank <= HISTORY_SESSIONS)
+    .order_by(_RANKED.c.uid, _RANKED.c.rank)
+)
+"""Of a partner's latest HISTORY_SCAN completed sessions, the latest HISTORY_SESSIONS of each
+wanted token, latest first: the database ranks them, only those come back."""
 _PAST_FIGURES = select(
     ChargingSession.id, ChargingSession.start_date_time, ChargingSession.end_date_time, ChargingSession.kwh
 ).where(ChargingSession.id.in_(bindparam("pks", expanding=True)))
@@ -446,13 +470,15 @@ def _histories(
 ) -> dict[int, list[PastSession]]:
     """Each session's token's last completed sessions at the same partner (the driver's habits).
 
-    The scan reads only keys and token uids (the JSON stays in the database), then the chosen
-    sessions' figures; ties in start time are broken by the latest key.
+    The database picks each token's sessions (the JSON stays there), then the chosen sessions'
+    figures are read; ties in start time are broken by the latest key. A token without a uid
+    has no history.
     """
     wanted = {(s.partner_id, s.cdr_token.get("uid")) for s in sessions}
     past_keys: dict[tuple[int, Any], list[int]] = {key: [] for key in wanted}
     for partner_id in {s.partner_id for s in sessions}:
-        for pk, uid in db.execute(_HISTORY_SCAN, {"partner_id": partner_id}):
+        uids = [uid for p, uid in wanted if p == partner_id and uid is not None]
+        for pk, uid in db.execute(_HISTORY_SCAN, {"partner_id": partner_id, "uids": uids}):
             key = (partner_id, uid)
             if key in past_keys and len(past_keys[key]) < HISTORY_SESSIONS:
                 past_keys[key].append(pk)
