@@ -22,13 +22,14 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, Update, bindparam, func, insert, select, update
+from sqlalchemy.orm import Session as DbSession
 
 from ems.context import EmsContext
 from ems.events import ChargingProfileOutcome, DomainEvent
@@ -94,6 +95,108 @@ class _Bucket:
     updated: float
 
 
+@dataclass(frozen=True)
+class _Item:
+    """An outbox row due for delivery, as read (the row itself may change meanwhile)."""
+
+    id: int
+    session_pk: int
+    partner_id: int
+    kind: str
+    charging_profile: dict[str, Any] | None
+    state: str
+    attempts: int
+
+
+_OUTBOX: Table = ProfileOutbox.__table__  # type: ignore[assignment]
+_SESSIONS: Table = ChargingSession.__table__  # type: ignore[assignment]
+_REQUESTS: Table = ProfileRequest.__table__  # type: ignore[assignment]
+
+# Statements of every plan's dispatch, built once: building SQLAlchemy expressions per call
+# cost about as much as running them.
+_SESSION_STATES = select(_SESSIONS.c.id, _SESSIONS.c.partner_id, _SESSIONS.c.stale, _SESSIONS.c.status).where(
+    _SESSIONS.c.id.in_(bindparam("pks", expanding=True))
+)
+_LAST_QUEUED = select(
+    _OUTBOX.c.session_pk, _OUTBOX.c.kind, _OUTBOX.c.last_answer, _OUTBOX.c.charging_profile
+).where(
+    _OUTBOX.c.id.in_(
+        select(func.max(_OUTBOX.c.id))
+        .where(
+            _OUTBOX.c.session_pk.in_(bindparam("pks", expanding=True)),
+            _OUTBOX.c.state.not_in(("superseded", "dropped")),
+        )
+        .group_by(_OUTBOX.c.session_pk)
+    )
+)
+_SUPERSEDE = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.session_pk.in_(bindparam("pks", expanding=True)), _OUTBOX.c.state == "pending")
+    .values(state="superseded")
+)
+_INSERT_OUTBOX = insert(_OUTBOX)
+_DUE = (
+    select(
+        _OUTBOX.c.id,
+        _OUTBOX.c.session_pk,
+        _OUTBOX.c.partner_id,
+        _OUTBOX.c.kind,
+        _OUTBOX.c.charging_profile,
+        _OUTBOX.c.state,
+        _OUTBOX.c.attempts,
+    )
+    .where(
+        _OUTBOX.c.state.in_(("pending", "awaiting_result")),
+        _OUTBOX.c.next_attempt_at <= bindparam("now"),
+    )
+    .order_by(_OUTBOX.c.next_attempt_at, _OUTBOX.c.id)
+    .limit(500)
+)
+_SERVED = (
+    select(_OUTBOX.c.session_pk)
+    .where(
+        _OUTBOX.c.session_pk.in_(bindparam("pks", expanding=True)),
+        _OUTBOX.c.state.in_(("awaiting_result", "done")),
+    )
+    .distinct()
+)
+_OUTBOX_STATES = select(_OUTBOX.c.id, _OUTBOX.c.state).where(
+    _OUTBOX.c.id.in_(bindparam("ids", expanding=True))
+)
+_DROP = update(_OUTBOX).where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True))).values(state="dropped")
+_RESULTS = select(_REQUESTS.c.request_id, _REQUESTS.c.result).where(
+    _REQUESTS.c.request_id.in_(bindparam("request_ids", expanding=True))
+)
+_MARK_STALE = update(_SESSIONS).where(_SESSIONS.c.id.in_(bindparam("pks", expanding=True))).values(stale=True)
+_EXPIRE = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)), _OUTBOX.c.state == "awaiting_result")
+    .values(state="done", last_error="no result within the CPO's timeout")
+)
+
+
+def _recorded(state: bool, next_attempt: bool) -> Update:
+    """An answer stored on its outbox row; only the columns the answer changes are written
+    (a row superseded while its call was in flight stays superseded)."""
+    values: dict[str, Any] = {
+        "attempts": _OUTBOX.c.attempts + 1,
+        "request_id": bindparam("b_request_id"),
+        "last_answer": bindparam("b_answer"),
+        "last_error": bindparam("b_error"),
+        "sent_at": bindparam("b_sent_at"),
+    }
+    if state:
+        values["state"] = bindparam("b_state")
+    if next_attempt:
+        values["next_attempt_at"] = bindparam("b_next")
+    return update(_OUTBOX).where(_OUTBOX.c.id == bindparam("b_id")).values(**values)
+
+
+_RECORD_ACCEPTED = _recorded(state=True, next_attempt=True)
+_RECORD_FINAL = _recorded(state=True, next_attempt=False)
+_RECORD_RETRY = _recorded(state=False, next_attempt=True)
+
+
 class Dispatcher:
     """The outbox and its worker; `run_once` is the whole delivery step (tests and replay call it)."""
 
@@ -116,7 +219,8 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._random = random.Random()
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dispatch-call")
+        self.concurrency = concurrency
+        self._pool: ThreadPoolExecutor | None = None
 
     # ---- enqueueing ------------------------------------------------------------------------
 
@@ -124,42 +228,65 @@ class Dispatcher:
         self, session_pk: int, charging_profile: dict[str, Any], plan_id: int | None = None
     ) -> bool:
         """Queue a profile unless it commands what the session already has; True if queued."""
-        now = self.ctx.clock.now()
+        return session_pk in self.enqueue_sets({session_pk: charging_profile}, plan_id)
+
+    def enqueue_sets(
+        self, profiles_by_pk: Mapping[int, dict[str, Any]], plan_id: int | None = None
+    ) -> set[int]:
+        """`enqueue_set` for a whole plan in one transaction; the sessions queued."""
         with transaction(self.ctx.db) as db:
-            session = db.get(ChargingSession, session_pk)
-            if session is None or session.stale or session.status not in ACTIVE_STATUSES:
-                return False
-            last = db.scalars(
-                select(ProfileOutbox)
-                .where(
-                    ProfileOutbox.session_pk == session_pk,
-                    ProfileOutbox.state.not_in(("superseded", "dropped")),
-                )
-                .order_by(ProfileOutbox.id.desc())
-            ).first()
-            if last is not None and last.last_answer in ("REJECTED", "NOT_SUPPORTED"):
-                return False  # the CPO said no for this session: recorded, and we stop asking
-            delivered_or_queued = last.charging_profile if last is not None and last.kind == "set" else None
-            if same_commands(delivered_or_queued, charging_profile, now):
-                return False
-            db.execute(
-                update(ProfileOutbox)
-                .where(ProfileOutbox.session_pk == session_pk, ProfileOutbox.state == "pending")
-                .values(state="superseded")
-            )
-            db.add(
-                ProfileOutbox(
-                    session_pk=session_pk,
-                    partner_id=session.partner_id,
-                    plan_id=plan_id,
-                    kind="set",
-                    charging_profile=charging_profile,
-                    state="pending",
-                    next_attempt_at=now,
-                )
-            )
-        self._wake.set()
-        return True
+            queued = self.enqueue_sets_in(db, profiles_by_pk, plan_id)
+        if queued:
+            self._wake.set()
+        return queued
+
+    def enqueue_sets_in(
+        self, db: DbSession, profiles_by_pk: Mapping[int, dict[str, Any]], plan_id: int | None = None
+    ) -> set[int]:
+        """`enqueue_sets` inside the caller's transaction (the planner's, with its plan record):
+        a fixed number of statements for any number of sessions. Call `wake` after the commit."""
+        if not profiles_by_pk:
+            return set()
+        now = self.ctx.clock.now()
+        pks = list(profiles_by_pk)
+        sessions = {
+            pk: (partner_id, stale, status)
+            for pk, partner_id, stale, status in db.execute(_SESSION_STATES, {"pks": pks})
+        }
+        last = {
+            session_pk: (kind, answer, profile)
+            for session_pk, kind, answer, profile in db.execute(_LAST_QUEUED, {"pks": pks})
+        }
+        queued: list[int] = []
+        for pk, charging_profile in profiles_by_pk.items():
+            session = sessions.get(pk)
+            if session is None or session[1] or session[2] not in ACTIVE_STATUSES:
+                continue
+            kind, answer, delivered = last.get(pk, (None, None, None))
+            if answer in ("REJECTED", "NOT_SUPPORTED"):
+                continue  # the CPO said no for this session: recorded, and we stop asking
+            if same_commands(delivered if kind == "set" else None, charging_profile, now):
+                continue
+            queued.append(pk)
+        if not queued:
+            return set()
+        db.execute(_SUPERSEDE, {"pks": queued})
+        db.execute(
+            _INSERT_OUTBOX,
+            [
+                {
+                    "session_pk": pk,
+                    "partner_id": sessions[pk][0],
+                    "plan_id": plan_id,
+                    "kind": "set",
+                    "charging_profile": profiles_by_pk[pk],
+                    "state": "pending",
+                    "next_attempt_at": now,
+                }
+                for pk in queued
+            ],
+        )
+        return set(queued)
 
     def enqueue_clear(self, session_pk: int) -> bool:
         """After a session ends: DELETE our profile if the CPO holds one; drop what is queued."""
@@ -213,99 +340,133 @@ class Dispatcher:
 
         A session that never had a profile goes first (a car just plugged in waits for its limit
         while the others already have one), and calls run concurrently: a CPO's round trip, not
-        our own work, is what takes the time.
+        our own work, is what takes the time. Our own work is batched: one transaction checks
+        that every item is still wanted, one records every answer (an in-process sink, or a
+        dispatcher of concurrency 1, is called in this thread).
         """
         now = self.ctx.clock.now()
         with self.ctx.db() as db:
-            due = list(
-                db.scalars(
-                    select(ProfileOutbox)
-                    .where(
-                        ProfileOutbox.state.in_(("pending", "awaiting_result")),
-                        ProfileOutbox.next_attempt_at <= now,
-                    )
-                    .order_by(ProfileOutbox.next_attempt_at, ProfileOutbox.id)
-                    .limit(500)
-                )
-            )
-            served = set(
-                db.scalars(
-                    select(ProfileOutbox.session_pk).where(
-                        ProfileOutbox.session_pk.in_({item.session_pk for item in due}),
-                        ProfileOutbox.state.in_(("awaiting_result", "done")),
-                    )
-                )
-            )
+            due = [_Item(*row) for row in db.execute(_DUE, {"now": now})]
+            if not due:
+                return 0
+            served = set(db.scalars(_SERVED, {"pks": list({item.session_pk for item in due})}))
         to_send = []
+        expired = []
         for item in sorted(due, key=lambda item: item.session_pk in served):
             if item.state == "awaiting_result":
-                self._expire(item.id)
+                expired.append(item.id)
             elif self._take_token(item.partner_id):
                 to_send.append(item)
+        if expired:
+            self._expire(expired)
         if not to_send:
             return 0
-        return sum(self._pool.map(self._deliver, to_send))
-
-    def _deliver(self, item: ProfileOutbox) -> int:
-        if not self._still_wanted(item):
+        wanted = self._still_wanted(to_send)
+        if not wanted:
             return 0
-        outcome = (
-            self.sink.send_profile(item.session_pk, item.charging_profile or {})
-            if item.kind == "set"
-            else self.sink.clear_profile(item.session_pk)
-        )
-        self._record(item.id, outcome)
-        return 1
+        if self.concurrency <= 1 or len(wanted) == 1:
+            calls = [self._call(item) for item in wanted]
+        else:
+            calls = list(self._executor().map(self._call, wanted))
+        outcomes = [(item, outcome) for item, (outcome, _) in zip(wanted, calls, strict=True) if outcome]
+        if outcomes:
+            self._record(outcomes)
+        failures = [error for _, error in calls if error is not None]
+        if failures:
+            raise failures[0]
+        return len(wanted)
 
-    def _still_wanted(self, item: ProfileOutbox) -> bool:
-        with transaction(self.ctx.db) as db:
-            row = db.get(ProfileOutbox, item.id)
-            session = db.get(ChargingSession, item.session_pk)
-            if row is None or row.state != "pending":
-                return False
-            if item.kind == "set" and (
-                session is None or session.stale or session.status not in ACTIVE_STATUSES
-            ):
-                row.state = "dropped"
-                return False
-        return True
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="dispatch-call")
+        return self._pool
 
-    def _record(self, outbox_id: int, outcome: ProfileCallOutcome) -> None:
-        now = self.ctx.clock.now()
+    def _call(self, item: _Item) -> tuple[ProfileCallOutcome | None, Exception | None]:
+        """One call to the sink; a sink that raises is reported after the others are recorded."""
+        try:
+            outcome = (
+                self.sink.send_profile(item.session_pk, item.charging_profile or {})
+                if item.kind == "set"
+                else self.sink.clear_profile(item.session_pk)
+            )
+        except Exception as exc:
+            return None, exc
+        return outcome, None
+
+    def _still_wanted(self, items: list[_Item]) -> list[_Item]:
+        """The items still pending; a `set` for a session that ended or went stale is dropped."""
         with transaction(self.ctx.db) as db:
-            row = db.get(ProfileOutbox, outbox_id)
-            assert row is not None
-            row.attempts += 1
-            row.request_id = outcome.request_id
-            row.last_answer = outcome.response_result
-            row.last_error = outcome.error
-            row.sent_at = now
-            answer = outcome.response_result
-            if answer == "ACCEPTED":
-                result_arrived = db.scalar(
-                    select(ProfileRequest.result).where(ProfileRequest.request_id == outcome.request_id)
+            states = {
+                outbox_id: state
+                for outbox_id, state in db.execute(_OUTBOX_STATES, {"ids": [item.id for item in items]})
+            }
+            sessions = {
+                pk: (stale, status)
+                for pk, _, stale, status in db.execute(
+                    _SESSION_STATES, {"pks": list({item.session_pk for item in items})}
                 )
-                row.state = "done" if result_arrived else "awaiting_result"
-                row.next_attempt_at = now + timedelta(seconds=outcome.timeout_s or DEFAULT_RESULT_TIMEOUT_S)
-            elif answer in ("REJECTED", "NOT_SUPPORTED"):
-                row.state = "done"
-            elif answer == "TOO_OFTEN":
-                row.next_attempt_at = now + timedelta(seconds=TOO_OFTEN_DELAY_S)
-            elif answer == "UNKNOWN_SESSION":
-                row.state = "done"
-                session = db.get(ChargingSession, row.session_pk)
-                if session is not None:
-                    session.stale = True
-            else:
-                row.next_attempt_at = now + timedelta(seconds=self._backoff_s(row.attempts))
+            }
+            wanted: list[_Item] = []
+            dropped: list[int] = []
+            for item in items:
+                if states.get(item.id) != "pending":
+                    continue
+                session = sessions.get(item.session_pk)
+                if item.kind == "set" and (
+                    session is None or session[0] or session[1] not in ACTIVE_STATUSES
+                ):
+                    dropped.append(item.id)
+                    continue
+                wanted.append(item)
+            if dropped:
+                db.execute(_DROP, {"ids": dropped})
+        return wanted
 
-    def _expire(self, outbox_id: int) -> None:
+    def _record(self, outcomes: list[tuple[_Item, ProfileCallOutcome]]) -> None:
+        now = self.ctx.clock.now()
+        accepted = [o.request_id for _, o in outcomes if o.response_result == "ACCEPTED"]
+        batches: dict[Update, list[dict[str, Any]]] = {}
+        stale: list[int] = []
+        with transaction(self.ctx.db) as db:
+            results_arrived = (
+                {rid for rid, result in db.execute(_RESULTS, {"request_ids": accepted}) if result}
+                if accepted
+                else set()
+            )
+            for item, outcome in outcomes:
+                values: dict[str, Any] = {
+                    "b_id": item.id,
+                    "b_request_id": outcome.request_id,
+                    "b_answer": outcome.response_result,
+                    "b_error": outcome.error,
+                    "b_sent_at": now,
+                }
+                answer = outcome.response_result
+                if answer == "ACCEPTED":
+                    values["b_state"] = "done" if outcome.request_id in results_arrived else "awaiting_result"
+                    values["b_next"] = now + timedelta(seconds=outcome.timeout_s or DEFAULT_RESULT_TIMEOUT_S)
+                    statement = _RECORD_ACCEPTED
+                elif answer in ("REJECTED", "NOT_SUPPORTED", "UNKNOWN_SESSION"):
+                    values["b_state"] = "done"
+                    statement = _RECORD_FINAL
+                    if answer == "UNKNOWN_SESSION":
+                        stale.append(item.session_pk)
+                elif answer == "TOO_OFTEN":
+                    values["b_next"] = now + timedelta(seconds=TOO_OFTEN_DELAY_S)
+                    statement = _RECORD_RETRY
+                else:
+                    values["b_next"] = now + timedelta(seconds=self._backoff_s(item.attempts + 1))
+                    statement = _RECORD_RETRY
+                batches.setdefault(statement, []).append(values)
+            for statement, rows in batches.items():
+                db.execute(statement, rows)
+            if stale:
+                db.execute(_MARK_STALE, {"pks": stale})
+
+    def _expire(self, outbox_ids: list[int]) -> None:
         """No asynchronous result within the CPO's timeout: OCPI says none will come."""
         with transaction(self.ctx.db) as db:
-            row = db.get(ProfileOutbox, outbox_id)
-            if row is not None and row.state == "awaiting_result":
-                row.state = "done"
-                row.last_error = "no result within the CPO's timeout"
+            db.execute(_EXPIRE, {"ids": outbox_ids})
 
     def on_event(self, event: DomainEvent) -> None:
         """An asynchronous result arrived: the outbox item is complete."""
@@ -333,7 +494,8 @@ class Dispatcher:
             self._unsubscribe()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     def wake(self) -> None:
         self._wake.set()

@@ -20,12 +20,13 @@ The estimation itself is pure (`estimate_need`); `load_need_inputs` gathers its 
 from __future__ import annotations
 
 import statistics
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session as DbSession
 
 from ems.store.models import ChargingPeriod, ChargingPreference, ChargingSession, Partner, ProfileRequest
@@ -309,7 +310,9 @@ HISTORY_SCAN = 2000
 """How many of a partner's latest completed sessions are searched for a token's history."""
 
 
-def load_stored_inputs(db: DbSession, sessions: Sequence[ChargingSession]) -> StoredInputs:
+def load_stored_inputs(
+    db: DbSession, sessions: Sequence[ChargingSession], past_powers: PastPowerCache | None = None
+) -> StoredInputs:
     pks = [s.id for s in sessions]
     partners = {
         p.id: p for p in db.scalars(select(Partner).where(Partner.id.in_({s.partner_id for s in sessions})))
@@ -356,53 +359,149 @@ def load_stored_inputs(db: DbSession, sessions: Sequence[ChargingSession]) -> St
         if profile and session_pk is not None:
             profiles[session_pk].append((sent_at, profile))
 
-    return StoredInputs(preferences, periods, profiles, _histories(db, sessions))
+    return StoredInputs(preferences, periods, profiles, _histories(db, sessions, past_powers))
 
 
-def _histories(db: DbSession, sessions: Sequence[ChargingSession]) -> dict[int, list[PastSession]]:
-    """Each session's token's last completed sessions at the same partner (the driver's habits)."""
+# The history's statements, built once (building them cost about as much as running them).
+_TOKEN_UID = ChargingSession.cdr_token["uid"].as_string()
+_SCANNED = (
+    select(
+        ChargingSession.id.label("pk"),
+        _TOKEN_UID.label("uid"),
+        ChargingSession.start_date_time.label("start"),
+    )
+    .where(
+        ChargingSession.partner_id == bindparam("partner_id"),
+        ChargingSession.status == "COMPLETED",
+        ChargingSession.end_date_time.is_not(None),
+    )
+    .order_by(ChargingSession.start_date_time.desc(), ChargingSession.id.desc())
+    .limit(HISTORY_SCAN)
+    .subquery()
+)
+_RANKED = (
+    select(
+        _SCANNED.c.pk,
+        _SCANNED.c.uid,
+        func.row_number()
+        .over(partition_by=_SCANNED.c.uid, order_by=(_SCANNED.c.start.desc(), _SCANNED.c.pk.desc()))
+        .label("rank"),
+    )
+    .where(_SCANNED.c.uid.in_(bindparam("uids", expanding=True)))
+    .subquery()
+)
+_HISTORY_SCAN = (
+    select(_RANKED.c.pk, _RANKED.c.uid)
+    .where(_RANKED.c.rank <= HISTORY_SESSIONS)
+    .order_by(_RANKED.c.uid, _RANKED.c.rank)
+)
+"""Of a partner's latest HISTORY_SCAN completed sessions, the latest HISTORY_SESSIONS of each
+wanted token, latest first: the database ranks them, only those come back."""
+_PAST_FIGURES = select(
+    ChargingSession.id, ChargingSession.start_date_time, ChargingSession.end_date_time, ChargingSession.kwh
+).where(ChargingSession.id.in_(bindparam("pks", expanding=True)))
+_PAST_SOC = (
+    select(ChargingPreference.session_pk, ChargingPreference.soc_arrival_pct)
+    .where(
+        ChargingPreference.session_pk.in_(bindparam("pks", expanding=True)),
+        ChargingPreference.soc_arrival_pct.is_not(None),
+    )
+    .order_by(ChargingPreference.id)
+)
+_PERIOD_MARKS = (
+    select(ChargingPeriod.session_pk, func.count(), func.max(ChargingPeriod.id))
+    .where(ChargingPeriod.session_pk.in_(bindparam("pks", expanding=True)))
+    .group_by(ChargingPeriod.session_pk)
+)
+_PAST_PERIODS = (
+    select(ChargingPeriod.session_pk, ChargingPeriod.dimensions)
+    .where(ChargingPeriod.session_pk.in_(bindparam("pks", expanding=True)))
+    .order_by(ChargingPeriod.session_pk, ChargingPeriod.position)
+)
+
+
+class PastPowerCache:
+    """The power drawn in each charging period of past sessions, kept between plans.
+
+    A token's history is read at every plan, and its periods were most of a plan's reading.
+    A session's periods are only ever appended (a PUT replaces them with new rows), so the
+    count and the highest row id of its periods tell whether what is kept is still what is
+    stored. Keep one per database (the planner keeps one).
+    """
+
+    def __init__(self, max_sessions: int = 50_000) -> None:
+        self.max_sessions = max_sessions
+        self._kept: dict[int, tuple[tuple[int, int], list[float]]] = {}
+        self._lock = threading.Lock()
+
+    def powers(self, db: DbSession, session_pks: Sequence[int]) -> dict[int, list[float]]:
+        marks = {
+            pk: (int(n), int(last)) for pk, n, last in db.execute(_PERIOD_MARKS, {"pks": list(session_pks)})
+        }
+        out: dict[int, list[float]] = {pk: [] for pk in session_pks}
+        missing = []
+        with self._lock:
+            for pk, mark in marks.items():
+                kept = self._kept.get(pk)
+                if kept is not None and kept[0] == mark:
+                    out[pk] = kept[1]
+                else:
+                    missing.append(pk)
+        if missing:
+            fresh = _period_powers(db, missing)
+            with self._lock:
+                if len(self._kept) + len(fresh) > self.max_sessions:
+                    self._kept.clear()
+                for pk, drawn in fresh.items():
+                    out[pk] = drawn
+                    self._kept[pk] = (marks[pk], drawn)
+        return out
+
+
+def _period_powers(db: DbSession, session_pks: Sequence[int]) -> dict[int, list[float]]:
+    powers: dict[int, list[float]] = {pk: [] for pk in session_pks}
+    for session_pk, dimensions in db.execute(_PAST_PERIODS, {"pks": list(session_pks)}):
+        powers[session_pk].append(_dimension(dimensions, "POWER") or 0.0)
+    return powers
+
+
+def _histories(
+    db: DbSession, sessions: Sequence[ChargingSession], past_powers: PastPowerCache | None = None
+) -> dict[int, list[PastSession]]:
+    """Each session's token's last completed sessions at the same partner (the driver's habits).
+
+    The database picks each token's sessions (the JSON stays there), then the chosen sessions'
+    figures are read; ties in start time are broken by the latest key. A token without a uid
+    has no history.
+    """
     wanted = {(s.partner_id, s.cdr_token.get("uid")) for s in sessions}
-    past_rows: dict[tuple[int, Any], list[ChargingSession]] = {key: [] for key in wanted}
+    past_keys: dict[tuple[int, Any], list[int]] = {key: [] for key in wanted}
     for partner_id in {s.partner_id for s in sessions}:
-        for row in db.scalars(
-            select(ChargingSession)
-            .where(
-                ChargingSession.partner_id == partner_id,
-                ChargingSession.status == "COMPLETED",
-                ChargingSession.end_date_time.is_not(None),
-            )
-            .order_by(ChargingSession.start_date_time.desc())
-            .limit(HISTORY_SCAN)
-        ):
-            key = (partner_id, row.cdr_token.get("uid"))
-            if key in past_rows and len(past_rows[key]) < HISTORY_SESSIONS:
-                past_rows[key].append(row)
-    past_pks = [row.id for rows in past_rows.values() for row in rows]
+        uids = [uid for p, uid in wanted if p == partner_id and uid is not None]
+        for pk, uid in db.execute(_HISTORY_SCAN, {"partner_id": partner_id, "uids": uids}):
+            key = (partner_id, uid)
+            if key in past_keys and len(past_keys[key]) < HISTORY_SESSIONS:
+                past_keys[key].append(pk)
+    past_pks = [pk for pks in past_keys.values() for pk in pks]
+    figures: dict[int, tuple[datetime, datetime, float]] = {}
+    if past_pks:
+        for pk, start, end, kwh in db.execute(_PAST_FIGURES, {"pks": past_pks}):
+            if end is not None:
+                figures[pk] = (start, end, kwh)
     soc: dict[int, float] = {}
-    for session_pk, soc_pct in db.execute(
-        select(ChargingPreference.session_pk, ChargingPreference.soc_arrival_pct)
-        .where(ChargingPreference.session_pk.in_(past_pks), ChargingPreference.soc_arrival_pct.is_not(None))
-        .order_by(ChargingPreference.id)
-    ):
+    for session_pk, soc_pct in db.execute(_PAST_SOC, {"pks": past_pks}):
         if soc_pct is not None:
             soc[session_pk] = soc_pct
-    powers: dict[int, list[float]] = {pk: [] for pk in past_pks}
-    for session_pk, dimensions in db.execute(
-        select(ChargingPeriod.session_pk, ChargingPeriod.dimensions)
-        .where(ChargingPeriod.session_pk.in_(past_pks))
-        .order_by(ChargingPeriod.session_pk, ChargingPeriod.position)
-    ):
-        powers[session_pk].append(_dimension(dimensions, "POWER") or 0.0)
+    powers = past_powers.powers(db, past_pks) if past_powers is not None else _period_powers(db, past_pks)
     histories: dict[int, list[PastSession]] = {}
     for session in sessions:
         history = []
-        for row in past_rows[(session.partner_id, session.cdr_token.get("uid"))]:
-            if row.id == session.id or row.end_date_time is None:
+        for pk in past_keys[(session.partner_id, session.cdr_token.get("uid"))]:
+            if pk == session.id or pk not in figures:
                 continue
-            drawn = powers[row.id]
+            start, end, kwh = figures[pk]
+            drawn = powers[pk]
             stopped_full = bool(drawn) and max(drawn) > 0 and drawn[-1] < FULL_POWER_RATIO * max(drawn)
-            history.append(
-                PastSession(row.start_date_time, row.end_date_time, row.kwh, soc.get(row.id), stopped_full)
-            )
+            history.append(PastSession(start, end, kwh, soc.get(pk), stopped_full))
         histories[session.id] = history
     return histories

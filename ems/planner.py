@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 
 from ems import sites
 from ems.context import EmsContext
@@ -43,6 +43,7 @@ from ems.forecasts import SeriesSource, StoredSeriesSource
 from ems.needs import (
     Need,
     NeedInputs,
+    PastPowerCache,
     SiteDefaults,
     StoredInputs,
     estimate_need,
@@ -51,7 +52,7 @@ from ems.needs import (
 )
 from ems.ocpi.datetimes import format_ocpi_datetime
 from ems.store.db import transaction
-from ems.store.models import ChargingSession, Partner
+from ems.store.models import ChargingSession, Partner, utcnow
 from ems.store.planning import PlanRecord, SessionNeed
 from grid_models.electrical import session_max_power_kw
 from grid_models.site import Connector, Site
@@ -63,6 +64,18 @@ logger = logging.getLogger(__name__)
 ACTIVE_STATUSES = ("ACTIVE", "PENDING")
 UNPLACED_PRIORITY = 1000.0
 """Sessions on unplaced EVSEs get their (conservative, reserved) power before anyone else."""
+
+
+# Statements of every plan, built once (building them cost about as much as running them).
+_ACTIVE_SESSIONS = (
+    select(ChargingSession)
+    .where(ChargingSession.status.in_(ACTIVE_STATUSES), ChargingSession.stale.is_(False))
+    .order_by(ChargingSession.id)
+)
+_NEEDS: Table = SessionNeed.__table__  # type: ignore[assignment]
+_PLANS: Table = PlanRecord.__table__  # type: ignore[assignment]
+_INSERT_NEED = insert(_NEEDS)
+_INSERT_PLAN = insert(_PLANS)
 
 
 @dataclass(frozen=True)
@@ -172,6 +185,7 @@ class Planner:
         self._unsubscribe: Callable[[], None] | None = None
         self._connector_index: dict[tuple[str, str], str] | None = None
         self._phases_unknown: set[SessionKey] = set()
+        self._past_powers = PastPowerCache()
         self.plans_made = 0
 
     # ---- events ----------------------------------------------------------------------------
@@ -295,23 +309,16 @@ class Planner:
 
     def snapshot(self, site_id: str, now: datetime | None = None) -> Snapshot:
         now = now or self.ctx.clock.now()
-        stored = sites.get_site(self.ctx, site_id)
-        site = stored.site
+        site, site_version = sites.current_site(self.ctx, site_id)
         by_key = {(c.evse_uid, c.connector_id): c for c in site.connectors()}
         unplaced = {
-            (u.evse_uid, u.connector_id): u
-            for u in sites.unplaced_evses(self.ctx, site_id)
-            if u.active_session
+            (u.evse_uid, u.connector_id): u for u in sites.unplaced_of(self.ctx, site) if u.active_session
         }
         stand_ins: list[sites.ConservativeConnector] = []
         defaults = site_defaults(site)
         planned: list[PlannedSession] = []
         with self.ctx.db() as db:
-            rows = db.scalars(
-                select(ChargingSession)
-                .where(ChargingSession.status.in_(ACTIVE_STATUSES), ChargingSession.stale.is_(False))
-                .order_by(ChargingSession.id)
-            ).all()
+            rows = db.scalars(_ACTIVE_SESSIONS).all()
             placed: list[tuple[ChargingSession, Connector, tuple[str, ...]]] = []
             for row in rows:
                 key = (row.evse_uid, row.connector_id)
@@ -326,7 +333,7 @@ class Planner:
                 if any(c.id == connector.id for _, c, _ in placed):
                     continue  # two sessions on one connector: the newer one is a CPO glitch
                 placed.append((row, connector, flags))
-            stored_inputs = load_stored_inputs(db, [row for row, _, _ in placed])
+            stored_inputs = load_stored_inputs(db, [row for row, _, _ in placed], self._past_powers)
         for row, connector, flags in placed:
             need = self._need(row, site, connector, defaults, stored_inputs, now)
             session_key = SessionKey(row.partner_id, row.country_code, row.party_id, row.session_id)
@@ -337,7 +344,7 @@ class Planner:
         if stand_ins:
             site = sites.with_conservative_connectors(site, stand_ins)
         problem = self._problem(site, now, planned)
-        return Snapshot(site, stored.version, now, tuple(planned), problem)
+        return Snapshot(site, site_version, now, tuple(planned), problem)
 
     def _need(
         self,
@@ -452,44 +459,59 @@ class Planner:
             "base_load_kw": list(snapshot.problem.base_load_kw),
         }
         with transaction(self.ctx.db) as db:
-            for p in snapshot.sessions:
-                need = p.need
-                db.add(
-                    SessionNeed(
-                        session_pk=p.session_pk,
-                        estimated_at=snapshot.now,
-                        energy_needed_kwh=need.energy_needed_kwh,
-                        energy_source=need.energy_source,
-                        departure=need.departure,
-                        departure_source=need.departure_source,
-                        max_power_kw=need.max_power_kw,
-                        max_power_source=need.max_power_source,
-                        vehicle_phases=need.vehicle_phases,
-                        phases_source=need.phases_source,
-                        battery_capacity_kwh=need.battery_capacity_kwh,
-                        capacity_source=need.capacity_source,
-                    )
+            if snapshot.sessions:
+                db.execute(
+                    _INSERT_NEED,
+                    [
+                        {
+                            "session_pk": p.session_pk,
+                            "estimated_at": snapshot.now,
+                            "energy_needed_kwh": p.need.energy_needed_kwh,
+                            "energy_source": p.need.energy_source,
+                            "departure": p.need.departure,
+                            "departure_source": p.need.departure_source,
+                            "max_power_kw": p.need.max_power_kw,
+                            "max_power_source": p.need.max_power_source,
+                            "vehicle_phases": p.need.vehicle_phases,
+                            "phases_source": p.need.phases_source,
+                            "battery_capacity_kwh": p.need.battery_capacity_kwh,
+                            "capacity_source": p.need.capacity_source,
+                        }
+                        for p in snapshot.sessions
+                    ],
                 )
-            record = PlanRecord(
-                site_id=site_id,
-                site_version=snapshot.site_version,
-                planned_for=snapshot.now,
-                trigger=trigger[:32],
-                triggered_at=triggered_at,
-                inputs_digest=snapshot.digest(),
-                status=plan.status,
-                method=plan.method,
-                objective=str(self.settings.objective),
-                message=plan.message,
-                n_sessions=len(snapshot.sessions),
-                build_ms=plan.build_ms,
-                solve_ms=plan.solve_ms,
-                total_ms=total_ms,
-                result=result,
+            inserted = db.connection().execute(
+                _INSERT_PLAN,
+                {
+                    "site_id": site_id,
+                    "site_version": snapshot.site_version,
+                    "created_at": utcnow(),
+                    "planned_for": snapshot.now,
+                    "trigger": trigger[:32],
+                    "triggered_at": triggered_at,
+                    "inputs_digest": snapshot.digest(),
+                    "status": plan.status,
+                    "method": plan.method,
+                    "objective": str(self.settings.objective),
+                    "message": plan.message,
+                    "n_sessions": len(snapshot.sessions),
+                    "build_ms": plan.build_ms,
+                    "solve_ms": plan.solve_ms,
+                    "total_ms": total_ms,
+                    "result": result,
+                },
             )
-            db.add(record)
-            db.flush()
-            plan_id = record.id
+            key = inserted.inserted_primary_key
+            assert key is not None
+            plan_id = int(key[0])
+            # The outbox rows go in with the plan: a plan stored is a plan that will be delivered.
+            queued = (
+                self.dispatcher.enqueue_sets_in(
+                    db, {p.session_pk: profiles[p.session_id] for p in snapshot.sessions}, plan_id
+                )
+                if self.dispatcher is not None
+                else set()
+            )
         with self._lock:
             for p in snapshot.sessions:
                 if p.key is None:
@@ -499,9 +521,8 @@ class Planner:
                 else:
                     self._phases_unknown.discard(p.key)
         self.plans_made += 1
-        if self.dispatcher is not None:
-            for p in snapshot.sessions:
-                self.dispatcher.enqueue_set(p.session_pk, profiles[p.session_id], plan_id)
+        if queued and self.dispatcher is not None:
+            self.dispatcher.wake()
         return plan_id
 
     def plan_all(self, trigger: str = "schedule") -> None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -24,7 +26,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import selectinload, sessionmaker
 
 from ems.context import EmsContext
 from ems.events import SiteChanged
@@ -141,6 +143,28 @@ def _version_row(db: DbSession, site_id: str, version: int) -> SiteVersionRow:
     return row
 
 
+_PARSED: weakref.WeakKeyDictionary[sessionmaker[DbSession], dict[tuple[str, int], Site]] = (
+    weakref.WeakKeyDictionary()
+)
+_PARSED_LOCK = threading.Lock()
+PARSED_PER_DATABASE = 256
+"""Parsed site versions kept per database (a version is never rewritten, so never stale)."""
+
+
+def _parsed(ctx: EmsContext, site_id: str, version: int) -> Site | None:
+    with _PARSED_LOCK:
+        return _PARSED.get(ctx.db, {}).get((site_id, version))
+
+
+def _remember(ctx: EmsContext, site: Site, version: int) -> Site:
+    with _PARSED_LOCK:
+        cache = _PARSED.setdefault(ctx.db, {})
+        if len(cache) >= PARSED_PER_DATABASE:
+            cache.pop(next(iter(cache)))
+        cache[(site.id, version)] = site
+    return site
+
+
 def _stored(row: SiteVersionRow, site: Site | None = None) -> StoredSite:
     return StoredSite(
         site=site if site is not None else site_from_dict(row.data),
@@ -249,7 +273,29 @@ def get_site(
         row = db.get(SiteRow, site_id) if include_deleted else _live(db, site_id)
         if row is None:
             raise SiteNotFoundError(f"unknown site {site_id!r}")
-        return _stored(_version_row(db, site_id, row.current_version if version is None else version))
+        wanted = row.current_version if version is None else version
+        version_row = _version_row(db, site_id, wanted)
+        site = _parsed(ctx, site_id, wanted)
+        stored = _stored(version_row, site)
+    if site is None:
+        _remember(ctx, stored.site, wanted)
+    return stored
+
+
+def current_site(ctx: EmsContext, site_id: str) -> tuple[Site, int]:
+    """The current version's model and number, read and parsed once per version: what the
+    planner needs at every plan, without the site file."""
+    with ctx.db() as db:
+        version = db.scalar(
+            select(SiteRow.current_version).where(SiteRow.id == site_id, SiteRow.deleted_at.is_(None))
+        )
+        if version is None:
+            raise SiteNotFoundError(f"unknown site {site_id!r}")
+        site = _parsed(ctx, site_id, version)
+        if site is not None:
+            return site, version
+        data = _version_row(db, site_id, version).data
+    return _remember(ctx, site_from_dict(data), version), version
 
 
 def list_sites(ctx: EmsContext) -> list[SiteSummary]:
@@ -691,9 +737,15 @@ def _unplaced(db: DbSession, site: Site) -> list[UnplacedEvse]:
 def unplaced_evses(ctx: EmsContext, site_id: str, version: int | None = None) -> list[UnplacedEvse]:
     """Every (evse_uid, connector_id) of the site's linked Locations (EVSE not REMOVED) that no
     site connector maps to, each with a proposed wiring, in Location/EVSE/connector order."""
-    stored = get_site(ctx, site_id, version)
+    return unplaced_of(ctx, get_site(ctx, site_id, version).site)
+
+
+def unplaced_of(ctx: EmsContext, site: Site) -> list[UnplacedEvse]:
+    """`unplaced_evses` of a site model already at hand (a site linked to no Location has none)."""
+    if not site.ocpi_locations:
+        return []
     with ctx.db() as db:
-        return _unplaced(db, stored.site)
+        return _unplaced(db, site)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, insert, select
 
 from ems.clock import ManualClock
 from ems.config import Settings
@@ -191,6 +191,13 @@ class ReplaySeriesSource:
 # ---- the simulated CPO's side ----------------------------------------------------------------
 
 
+_SESSION_IDS = select(ChargingSession.partner_id, ChargingSession.session_id).where(
+    ChargingSession.id == bindparam("pk")
+)
+_REQUESTS: Table = ProfileRequest.__table__  # type: ignore[assignment]
+_LOG_REQUEST = insert(_REQUESTS)
+
+
 class InProcessSink:
     """The CPO end of dispatch in replay: records each profile as the car's limit from now on.
 
@@ -204,25 +211,31 @@ class InProcessSink:
         self.accept = accept
         self.profiles: dict[int, dict[str, Any]] = {}
         self.calls = 0
+        self._sessions: dict[int, tuple[int, str]] = {}
+        """(partner, OCPI id) of each session key: they never change, so are read once."""
 
     def _log(self, session_pk: int, kind: str, profile: dict[str, Any] | None, answer: str) -> str:
         request_id = str(uuid.uuid4())
         with transaction(self.ctx.db) as db:
-            row = db.get(ChargingSession, session_pk)
-            if row is None:
-                raise ValueError(f"no session with key {session_pk}")
-            db.add(
-                ProfileRequest(
-                    request_id=request_id,
-                    partner_id=row.partner_id,
-                    session_pk=session_pk,
-                    session_id=row.session_id,
-                    kind=kind,
-                    charging_profile=profile,
-                    sent_at=self.ctx.clock.now(),
-                    response_result=answer,
-                    result="ACCEPTED" if answer == "ACCEPTED" else None,
-                )
+            known = self._sessions.get(session_pk)
+            if known is None:
+                row = db.execute(_SESSION_IDS, {"pk": session_pk}).one_or_none()
+                if row is None:
+                    raise ValueError(f"no session with key {session_pk}")
+                known = self._sessions[session_pk] = (row[0], row[1])
+            db.execute(
+                _LOG_REQUEST,
+                {
+                    "request_id": request_id,
+                    "partner_id": known[0],
+                    "session_pk": session_pk,
+                    "session_id": known[1],
+                    "kind": kind,
+                    "charging_profile": profile,
+                    "sent_at": self.ctx.clock.now(),
+                    "response_result": answer,
+                    "result": "ACCEPTED" if answer == "ACCEPTED" else None,
+                },
             )
         return request_id
 

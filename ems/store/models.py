@@ -175,6 +175,8 @@ class ChargingSession(Base):
     __table_args__ = (
         UniqueConstraint("partner_id", "country_code", "party_id", "session_id"),
         Index("ix_charging_session_status", "status"),
+        # A token's history: a partner's completed sessions, latest first, without a sort.
+        Index("ix_charging_session_history", "partner_id", "status", "start_date_time"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
