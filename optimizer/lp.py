@@ -48,14 +48,16 @@ Stages (strict priorities, each optimum fixed by its stage row before the next)
                                               step t (no tiny costs, few ties to explore)
     6  min peak                               flatter grid draw within what stage 5 left free
 
-Solving (`StagedLp.solve`): the pending stages 1–2 run as one weighted LP whose final basis
+Solving (`StagedLp.solve`): the pending stages 1–2 — with the fairness stages 3–4 when they
+are on, which cost nothing without a shortage — run as one weighted LP whose final basis
 is then checked for lexicographic optimality (reduced costs of every stage objective, see
 `_certified_prefix`), so the priorities hold exactly without trusting the weights; stages the
 proof does not cover run one at a time. A big cold first run (no basis yet, at least
 `IPM_MIN_CELLS` slot-steps) uses interior point + crossover, which leaves the basis the proof
 needs. Before the fairness stage 3 the same proof is tried on the basis at hand (stages 1, 2
-and 3): when it holds, as it usually does, the stage needs no HiGHS run. Tie-breaks run primal
-simplex under a deterministic iteration budget; the fairness stages 3–4 start from the basis
+and 3): when it holds the stage needs no HiGHS run. Tie-breaks run primal simplex, without
+bound perturbation (so every iterate is feasible), under a deterministic iteration budget;
+the fairness stages 3–4 (when the weighted run did not prove them) start from the basis
 stage 2 ended with, stages 1, 2, 5 and 6 from the basis they ended with at the previous
 re-plan (`WarmBasis`). In a MIP the binaries stay free through the fairness stages (the split
 is optimised over the on/off decisions too) and are fixed only for stages 5–6.
@@ -637,6 +639,11 @@ class StagedLp:
             # a primal phase 1 after the event moved the earlier stages' optima
             warm = self._bases.get(stage) if (not self.mip and stage not in (3, 4)) else None
             h.setOptionValue("simplex_strategy", 4 if stage >= 3 else 1)
+            # no bound perturbation in the tie-breaks: with it, an iterate cut by the budget may
+            # break the true bounds (measured, N = 200: 99 rows off by up to 198 after 1000
+            # iterations, so the stage's work was lost); without it the earliness stage also
+            # reached its optimum in 2604 instead of 3338 iterations (716 vs 848 ms CPU)
+            h.setOptionValue("primal_simplex_bound_perturbation_multiplier", 0.0 if stage >= 3 else 1.0)
             mip_stage = not binaries_fixed  # the fairness stages of a MIP: time limit only
             if stage >= 3 and budget is None and not mip_stage:
                 budget = max(tie_break_min_iterations, int(tie_break_iteration_ratio * iterations_12))
@@ -647,9 +654,14 @@ class StagedLp:
             if mip_stage and stage >= 2 and x_best is not None:
                 # the previous stage's incumbent stays feasible: start the next MIP from it
                 self._set_incumbent(x_best)
-            together = (
-                (pending[:2] if stage == 1 else [stage]) if (not self.mip and len(pending) > 1) else [stage]
-            )
+            together = [stage]
+            if not self.mip and stage == 1 and len(pending) > 1:
+                together = pending[:2]
+                if fair and not shortage_added and together == [1, 2]:
+                    # the fairness objectives ride along: without a shortage they cost nothing
+                    # (u = 0 gives z = 0 and every piece 0); with one, the proof below may
+                    # cover stages 3–4 too, saving their runs
+                    together = [1, 2, 3, 4]
             costs = [self._stage_costs(i) for i in together]
             c = costs[0] if len(together) == 1 else self._combined_costs(costs)
             self._set_costs(c)
@@ -721,7 +733,14 @@ class StagedLp:
             n_done = 1
             if len(together) > 1:
                 n_done = self._certified_prefix(costs, x) if info.basis_validity == 1 else 0
-                if 1 in together[:n_done] and _dot(costs[0], x) > 1e-6 and fair:
+                if 1 in together[:n_done] and 3 in together:
+                    if _dot(costs[0], x) > 1e-6:
+                        # a shortage: the fairness stages follow stage 2, some proved already
+                        pending = [1, 2, 3, 4] + [s for s in pending if s > 4]
+                        shortage_added = True
+                    else:
+                        n_done = min(n_done, 2)
+                elif 1 in together[:n_done] and _dot(costs[0], x) > 1e-6 and fair:
                     n_done = min(n_done, together.index(2) + 1 if 2 in together else 1)
                 if n_done == 0:
                     continue_with = [stage]
