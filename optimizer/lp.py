@@ -57,6 +57,11 @@ proof does not cover run one at a time. A big cold first run (no basis yet, at l
 needs. Before the fairness stage 3 the same proof is tried on the basis at hand (stages 1, 2
 and 3): when it holds the stage needs no HiGHS run. Tie-breaks run primal simplex, without
 bound perturbation (so every iterate is feasible), under a deterministic iteration budget;
+stages 5–6 (earlier, flatter) run as one weighted LP proved the same way (over the feasible
+set the fixed stage rows 1–4 leave), stage 6 alone only where the proof stops at 5; a stage 5
+that ended optimal at the previous re-plan restarts from that basis by dual simplex (dual
+feasible for the same costs: only the moved stage rows make it primal infeasible), primal
+simplex when that is cut by the budget;
 the fairness stages 3–4 (when the weighted run did not prove them) start from the basis
 stage 2 ended with, stages 1, 2, 5 and 6 from the basis they ended with at the previous
 re-plan (`WarmBasis`). In a MIP the binaries stay free through the fairness stages (the split
@@ -154,6 +159,8 @@ class WarmBasis:
     col: npt.NDArray[np.int8]
     row: npt.NDArray[np.int8]
     stale: bool = False
+    optimal: bool = False
+    """The stage ended optimal (not cut by the iteration budget)."""
 
     def highs_basis(self) -> Any:
         if self.stale:
@@ -598,6 +605,7 @@ class StagedLp:
         shortage_added = False
         self.n_runs = 0
         self.n_certified = 0
+        self.n_dual_failed = 0
         """Stages proved optimal from the basis at hand, without a run."""
         last_optimal = False
         iterations_12 = 0
@@ -605,6 +613,9 @@ class StagedLp:
         note: str | None = None
         retried = False
         fixed: dict[int, float] = {}
+        no_dual = False
+        single = False
+        """Run the next stage alone (a weighted run's proof failed at its first stage)."""
         while pending:
             stage = pending[0]
             if stage >= 5 and not binaries_fixed:
@@ -638,7 +649,12 @@ class StagedLp:
             # usually a few pivots from their optimum); a stored basis of theirs would first need
             # a primal phase 1 after the event moved the earlier stages' optima
             warm = self._bases.get(stage) if (not self.mip and stage not in (3, 4)) else None
-            h.setOptionValue("simplex_strategy", 4 if stage >= 3 else 1)
+            # the earliness stage from the basis that ended it optimal last time: dual feasible
+            # for the same costs, only the moved stage rows 1-4 make it primal infeasible, so
+            # dual simplex first; if the budget cuts it (no feasible iterate), primal as before
+            dual_try = stage >= 5 and not self.mip and not no_dual and warm is not None and warm.optimal
+            no_dual = False
+            h.setOptionValue("simplex_strategy", 4 if (stage >= 3 and not dual_try) else 1)
             # no bound perturbation in the tie-breaks: with it, an iterate cut by the budget may
             # break the true bounds (measured, N = 200: 99 rows off by up to 198 after 1000
             # iterations, so the stage's work was lost); without it the earliness stage also
@@ -662,6 +678,11 @@ class StagedLp:
                     # (u = 0 gives z = 0 and every piece 0); with one, the proof below may
                     # cover stages 3–4 too, saving their runs
                     together = [1, 2, 3, 4]
+            elif not self.mip and not single and pending[:2] == [5, 6]:
+                # earlier, then flatter, in one primal run proved like stages 1-4 (over the
+                # feasible set the fixed stage rows 1-4 leave)
+                together = [5, 6]
+            single = False
             costs = [self._stage_costs(i) for i in together]
             c = costs[0] if len(together) == 1 else self._combined_costs(costs)
             self._set_costs(c)
@@ -695,6 +716,10 @@ class StagedLp:
                     iterations_12 += max(0, int(info.crossover_iteration_count))
             elif budget is not None and not mip_stage:
                 budget -= max(0, int(info.simplex_iteration_count))
+            if dual_try and ms != highspy.HighsModelStatus.kOptimal and budget is not None and budget > 0:
+                no_dual = True
+                self.n_dual_failed += 1
+                continue
             if ms == highspy.HighsModelStatus.kOptimal:
                 pass
             elif ms == highspy.HighsModelStatus.kIterationLimit and stage >= 3:
@@ -730,6 +755,7 @@ class StagedLp:
             if not self.mip and (ms == highspy.HighsModelStatus.kOptimal or (stage >= 3 and has_sol)):
                 # a tie-break cut short keeps its basis too: the next re-plan goes on from it
                 self._bases[stage] = self._warm_basis(x)
+                self._bases[stage].optimal = ms == highspy.HighsModelStatus.kOptimal
             n_done = 1
             if len(together) > 1:
                 n_done = self._certified_prefix(costs, x) if info.basis_validity == 1 else 0
@@ -742,6 +768,10 @@ class StagedLp:
                         n_done = min(n_done, 2)
                 elif 1 in together[:n_done] and _dot(costs[0], x) > 1e-6 and fair:
                     n_done = min(n_done, together.index(2) + 1 if 2 in together else 1)
+                if n_done == 0 and stage >= 3:
+                    # the proof fails at once: this stage alone, from the basis at hand
+                    single = True
+                    continue
                 if n_done == 0:
                     continue_with = [stage]
                     c = costs[0]
