@@ -161,6 +161,8 @@ class WarmBasis:
     stale: bool = False
     optimal: bool = False
     """The stage ended optimal (not cut by the iteration budget)."""
+    stages: tuple[int, ...] = ()
+    """The stages whose weighted objective the run had."""
 
     def highs_basis(self) -> Any:
         if self.stale:
@@ -408,7 +410,7 @@ class StagedLp:
             row = np.full(self.n_row, BASIC, dtype=np.int8)
             col[cols] = w.col
             row[rows] = w.row
-            self._bases[stage] = WarmBasis(None, col, row, stale=True)
+            self._bases[stage] = WarmBasis(None, col, row, stale=True, optimal=w.optimal, stages=w.stages)
 
     # ---- per-update data ------------------------------------------------------------------
     def load(self, steps: StepData, slots: Sequence[SlotData], pattern: FloatArray | None = None) -> None:
@@ -673,10 +675,20 @@ class StagedLp:
             together = [stage]
             if not self.mip and stage == 1 and len(pending) > 1:
                 together = pending[:2]
-                if fair and not shortage_added and together == [1, 2]:
+                merged = (
+                    warm.stages == (1, 2, 3, 4)
+                    if warm is not None
+                    else not (self.n_runs == 0 and not self._bases and self.K * self.T >= IPM_MIN_CELLS)
+                )
+                if fair and not shortage_added and together == [1, 2] and merged:
                     # the fairness objectives ride along: without a shortage they cost nothing
                     # (u = 0 gives z = 0 and every piece 0); with one, the proof below may
-                    # cover stages 3–4 too, saving their runs
+                    # cover stages 3–4 too, saving their runs. Only from a basis made the same
+                    # way (a 1+2 basis took 16 192 dual simplex iterations at N = 1000 to
+                    # absorb the small fairness costs, instead of 0-16) and not for a cold
+                    # interior-point run (N = 1000: 2.7 -> 6.0 s CPU); the first cold run of
+                    # a model below `IPM_MIN_CELLS` merges (N = 200: 2470 dual simplex
+                    # iterations instead of 2163 + a 29-iteration stage-4 run)
                     together = [1, 2, 3, 4]
             elif not self.mip and not single and pending[:2] == [5, 6]:
                 # earlier, then flatter, in one primal run proved like stages 1-4 (over the
@@ -756,6 +768,7 @@ class StagedLp:
                 # a tie-break cut short keeps its basis too: the next re-plan goes on from it
                 self._bases[stage] = self._warm_basis(x)
                 self._bases[stage].optimal = ms == highspy.HighsModelStatus.kOptimal
+                self._bases[stage].stages = tuple(together)
             n_done = 1
             if len(together) > 1:
                 n_done = self._certified_prefix(costs, x) if info.basis_validity == 1 else 0
