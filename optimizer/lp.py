@@ -498,14 +498,24 @@ class StagedLp:
                     )
 
     def _col_bounds(self, n: int, idx: npt.NDArray[np.int32], lo: FloatArray, hi: FloatArray) -> None:
+        """Set column bounds; only those that differ from HiGHS's current ones are handed over."""
+        changed = (self.col_lo[idx] != lo) | (self.col_hi[idx] != hi)
+        if not changed.any():
+            return
+        idx, lo, hi = idx[changed], lo[changed], hi[changed]
         if self._bases and not self._opened:
             self._opened = bool(np.any((self.col_hi[idx] <= self.col_lo[idx]) & (hi > lo)))
-        self.h.changeColsBounds(n, idx, lo, hi)
+        self.h.changeColsBounds(idx.size, idx, lo, hi)
         self.col_lo[idx] = lo
         self.col_hi[idx] = hi
 
     def _row_bounds(self, n: int, idx: npt.NDArray[np.int32], lo: FloatArray, hi: FloatArray) -> None:
-        self.h.changeRowsBounds(n, idx, lo, hi)
+        """Set row bounds; only those that differ from HiGHS's current ones are handed over."""
+        changed = (self.row_lo[idx] != lo) | (self.row_hi[idx] != hi)
+        if not changed.any():
+            return
+        idx, lo, hi = idx[changed], lo[changed], hi[changed]
+        self.h.changeRowsBounds(idx.size, idx, lo, hi)
         self.row_lo[idx] = lo
         self.row_hi[idx] = hi
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -342,6 +343,7 @@ class PersistentPlanner:
         self.site = site
         self._state: _Persistent | None = None
         self._known: set[tuple[str, int]] = set()
+        self._limits_cache: dict[Any, Any] = {}
 
     def _model(self, problem: Problem, n_steps: int, pairs: list[tuple[str, int]]) -> _Persistent:
         """The kept model, rebuilt only when the step, a longer horizon or a (connector, mode)
@@ -375,7 +377,7 @@ class PersistentPlanner:
             raise ValueError("PersistentPlanner.update: the problem is for another site")
         validate_problem(problem)
         n = problem.n_steps()
-        limits = session_limits(problem, n)
+        limits = session_limits(problem, n, self._limits_cache)
         method = choose_method(problem, limits)
         if not problem.sessions or method == "mip":
             return solve(problem)
