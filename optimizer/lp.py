@@ -58,9 +58,9 @@ Cold, or where that proof stops: the pending stages 1–2 — with the fairness 
 are on, which cost nothing without a shortage — run as one weighted LP whose final basis
 is then checked for lexicographic optimality (reduced costs of every stage objective, see
 `_certified_prefix`), so the priorities hold exactly without trusting the weights; stages the
-proof does not cover run one at a time. A big cold first run (no basis yet, at least
-`IPM_MIN_CELLS` slot-steps) uses interior point + crossover, which leaves the basis the proof
-needs. Before the fairness stage 3 the same proof is tried on the basis at hand (stages 1, 2
+proof does not cover run one at a time. Every LP run is simplex without presolve (a cold
+first run too: faster than presolve + simplex and than interior point + crossover, measured
+up to 3000 sessions). Before the fairness stage 3 the same proof is tried on the basis at hand (stages 1, 2
 and 3): when it holds the stage needs no HiGHS run. Tie-breaks run primal simplex, without
 bound perturbation (so every iterate is feasible), under a deterministic iteration budget;
 stages 5–6 (earlier, flatter) run as one weighted LP proved the same way (over the feasible
@@ -96,9 +96,8 @@ from grid_models.site import Site
 FloatArray = npt.NDArray[np.float64]
 INF = highspy.kHighsInf
 FAIR_PIECES = 10
-IPM_MIN_CELLS = 40_000
-"""Slots × steps from which a cold first run uses interior point + crossover (measured: equal
-at 200 sessions × 96 steps, 2.5x faster at 1000)."""
+TIE_BREAK_INFEASIBILITY = 1e-6
+"""Largest primal infeasibility of a tie-break iterate cut by the budget that is still kept."""
 ALL_STAGES_RATIO = 10.0
 """Weight ratio between consecutive stages in the warm all-stage run (`StagedLp.solve`): with
 100 the later stages' costs fall to 1e-8..1e-10 of the first, below HiGHS's tolerances; with
@@ -367,6 +366,13 @@ class StagedLp:
         h.setOptionValue("output_flag", False)
         h.setOptionValue("threads", threads)
         h.setOptionValue("random_seed", 0)
+        if not self.mip:
+            # simplex without presolve. The cold weighted run of stages 1-4 (CPU): N = 200
+            # 1386 dual simplex iterations / ~150 ms instead of 2470 / ~470 ms with presolve;
+            # N = 1000 4039 / 1.5 s where interior point + crossover (with presolve, as it was
+            # used from 40 000 slot-steps up) took 6.4 s (2.7 s for stages 1-2 alone);
+            # N = 3000 9910 / 7.5 s. Warm runs start from a basis and skip presolve anyway
+            h.setOptionValue("presolve", "off")
         h.passModel(lp)
         self.h = h
         self._stage_coef_cache: dict[tuple[int, int], float] = {}
@@ -710,20 +716,13 @@ class StagedLp:
                 together = [1, 2, 3, 4, 5, 6] if fair else [1, 2, 5, 6]
             elif not self.mip and stage == 1 and len(pending) > 1:
                 together = pending[:2]
-                merged = (
-                    warm.stages == (1, 2, 3, 4)
-                    if warm is not None
-                    else not (self.n_runs == 0 and not self._bases and self.K * self.T >= IPM_MIN_CELLS)
-                )
+                merged = warm is None or warm.stages == (1, 2, 3, 4)
                 if fair and not shortage_added and together == [1, 2] and merged:
                     # the fairness objectives ride along: without a shortage they cost nothing
                     # (u = 0 gives z = 0 and every piece 0); with one, the proof below may
                     # cover stages 3–4 too, saving their runs. Only from a basis made the same
                     # way (a 1+2 basis took 16 192 dual simplex iterations at N = 1000 to
-                    # absorb the small fairness costs, instead of 0-16) and not for a cold
-                    # interior-point run (N = 1000: 2.7 -> 6.0 s CPU); the first cold run of
-                    # a model below `IPM_MIN_CELLS` merges (N = 200: 2470 dual simplex
-                    # iterations instead of 2163 + a 29-iteration stage-4 run)
+                    # absorb the small fairness costs, instead of 0-16)
                     together = [1, 2, 3, 4]
             elif not self.mip and not single and pending[:2] == [5, 6]:
                 # earlier, then flatter, in one primal run proved like stages 1-4 (over the
@@ -741,30 +740,18 @@ class StagedLp:
                 # the basis that ended this stage last time: dual feasible for nearly the same
                 # costs, so a re-plan after one event needs few dual simplex iterations
                 h.setBasis(warm.highs_basis())
-            # a big cold start (no basis yet): interior point + crossover, ~2.5x faster than
-            # dual simplex at 1000 sessions; crossover leaves the basis the proof and the
-            # later stages need
-            ipm = (
-                not self.mip
-                and self.n_runs == 0
-                and warm is None
-                and not self._bases
-                and self.K * self.T >= IPM_MIN_CELLS
-            )
-            if ipm:
-                h.setOptionValue("solver", "ipm")
-                h.setOptionValue("run_crossover", "on")
             h.run()
-            if ipm:
-                h.setOptionValue("solver", "choose")
             self.n_runs += 1
             ms = h.getModelStatus()
             info = h.getInfo()
             has_sol = info.primal_solution_status == 2  # kSolutionStatusFeasible
+            if not has_sol and stage >= 3 and info.primal_solution_status == 1:
+                # a tie-break iterate cut by the budget a hair outside HiGHS's 1e-7 tolerance
+                # (measured, N = 1000 cold: one row off by 2.7e-7 after 1009 iterations) is
+                # kept: the plan is still checked against every limit (`grid_models` check)
+                has_sol = float(info.max_primal_infeasibility) <= TIE_BREAK_INFEASIBILITY
             if stage <= 2:
                 iterations_12 += max(0, int(info.simplex_iteration_count))
-                if ipm:  # the budget of the tie-breaks: crossover's pivots stand for simplex's
-                    iterations_12 += max(0, int(info.crossover_iteration_count))
             elif budget is not None and not mip_stage:
                 budget -= max(0, int(info.simplex_iteration_count))
             if dual_try and ms != highspy.HighsModelStatus.kOptimal and budget is not None and budget > 0:
