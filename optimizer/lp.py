@@ -213,17 +213,23 @@ class StagedLp:
     def _create_sets(self) -> None:
         k_count, t_count = self.K, self.T
         by_mode = {m: constraints(self.site, {c.id: m for c in self.site.connectors()}) for m in (1, 3)}
+        slots_of: dict[tuple[str, int], list[int]] = {}
+        for k, pair in enumerate(self.slots):
+            slots_of.setdefault(pair, []).append(k)
+        modes = sorted({mode for _, mode in self.slots})
         rows: list[int] = []
         coefs: list[dict[int, float]] = []
         for r in range(len(by_mode[3])):
-            coef: dict[int, float] = {}
-            for k, (cid, mode) in enumerate(self.slots):
-                a = by_mode[mode][r].connector_a_per_kw.get(cid, 0.0)
-                if a:
-                    coef[k] = a
-            if coef:
+            # each row's own connectors, not every slot (N = 1000: 255 rows × 1000 slots of
+            # dictionary look-ups were most of the cold build)
+            found: list[tuple[int, float]] = []
+            for mode in modes:
+                for cid, a in by_mode[mode][r].connector_a_per_kw.items():
+                    if a:
+                        found.extend((k, a) for k in slots_of.get((cid, mode), ()))
+            if found:
                 rows.append(r)
-                coefs.append(coef)
+                coefs.append(dict(sorted(found)))
         lims = by_mode[3]
         self.limit_rows = rows
         """The site-wide index (`constraints`) of each limit row kept."""
