@@ -386,6 +386,8 @@ class StagedLp:
         h.passModel(lp)
         self.h = h
         self._stage_coef_cache: dict[tuple[int, int], float] = {}
+        self._coef_delta: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], FloatArray] | None = None
+        """(rows, columns, new − built value) of the coefficients changed since the build."""
         self._costs: FloatArray | None = None
         self._bases: dict[int, WarmBasis] = {}
         self._opened = False
@@ -552,6 +554,7 @@ class StagedLp:
     def _coeff(self, row: int, col: int, value: float) -> None:
         key = (row, col)
         if self._stage_coef_cache.get(key) != value:
+            self._coef_delta = None
             self.h.changeCoeff(row, col, value)
             self._stage_coef_cache[key] = value
 
@@ -937,11 +940,14 @@ class StagedLp:
         """`Aᵀy` for the current matrix: the built one plus the coefficients changed since."""
         out: FloatArray = np.asarray(self.a_mat.T @ y, dtype=float)
         if self._stage_coef_cache:
-            keys = np.array(list(self._stage_coef_cache.keys()), dtype=np.int64)
-            new = np.fromiter(self._stage_coef_cache.values(), dtype=float, count=len(keys))
-            rows, cols = keys[:, 0], keys[:, 1]
-            orig = np.where(rows >= self.r_mip, -1.0, 1.0)  # the placeholders written at build
-            np.add.at(out, cols, (new - orig) * y[rows])
+            if self._coef_delta is None:  # rebuilt only after a coefficient changed
+                keys = np.array(list(self._stage_coef_cache.keys()), dtype=np.int64)
+                new = np.fromiter(self._stage_coef_cache.values(), dtype=float, count=len(keys))
+                rows, cols = keys[:, 0], keys[:, 1]
+                orig = np.where(rows >= self.r_mip, -1.0, 1.0)  # the placeholders written at build
+                self._coef_delta = (rows, cols, new - orig)
+            rows, cols, delta = self._coef_delta
+            np.add.at(out, cols, delta * y[rows])
         return out
 
     def _certified_prefix(self, costs: list[FloatArray], x: FloatArray) -> int:
@@ -975,21 +981,26 @@ class StagedLp:
 
         sc = signs(x, self.col_lo, self.col_hi, basic_col)
         sr = signs(row_act, self.row_lo, self.row_hi, basic_row)
-        undecided_c = ~np.isnan(sc)
-        undecided_r = ~np.isnan(sr)
+        # the still undecided nonbasic variables, as indices (they shrink stage by stage)
+        idx_c = np.flatnonzero(~np.isnan(sc))
+        idx_r = np.flatnonzero(~np.isnan(sr))
+        basic_of = np.maximum(bv, 0)
+        structural = bv >= 0
         for i, c in enumerate(costs):
-            cb = np.where(bv >= 0, c[np.maximum(bv, 0)], 0.0)
+            cb = np.where(structural, c[basic_of], 0.0)
             status, y = h.getBasisTransposeSolve(cb)
             if status != highspy.HighsStatus.kOk:
                 return i
             y = np.asarray(y, dtype=float)
-            d_col = c - self._a_t(y)
+            d_col = c[idx_c] - self._a_t(y)[idx_c]
             tol = 1e-9 * max(1.0, float(np.abs(c).max()))
-            for d, sgn, undecided in ((d_col, sc, undecided_c), (y, sr, undecided_r)):
+            kept = []
+            for d, sgn in ((d_col, sc[idx_c]), (y[idx_r], sr[idx_r])):
                 v = np.where(sgn == 0.0, -np.abs(d), sgn * d)
-                if np.any(undecided & (v < -tol)):
+                if np.any(v < -tol):
                     return i
-                undecided &= ~(v > tol)
+                kept.append(~(v > tol))
+            idx_c, idx_r = idx_c[kept[0]], idx_r[kept[1]]
         return len(costs)
 
     def _fix_binaries(self, x: FloatArray | None) -> None:
