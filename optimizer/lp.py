@@ -80,6 +80,7 @@ nothing by importing and exporting at once; the reported cost is still Σ max(0,
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Sequence
@@ -91,7 +92,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from grid_models.electrical import constraints
+from grid_models.electrical import PhaseLimit, constraints
 from grid_models.site import Site
 
 FloatArray = npt.NDArray[np.float64]
@@ -108,6 +109,15 @@ ALL_STAGES_RATIO = 10.0
 10 the proof held for all six stages on every bench event (N = 200 and 1000)."""
 EARLY_BLOCK_H = 1.0
 """Hours per block of the earliness discount (4 h blocks measured ~25 % faster at 1000 sessions)."""
+
+
+@functools.lru_cache(maxsize=8)
+def _site_constraints(site: Site, mode: int) -> list[PhaseLimit]:
+    """`constraints` of `site` with every connector in vehicle-phase `mode`: a pure function of
+    the (immutable) site, kept for the next model of the same site (it validates the site and
+    builds every row: 6.4 ms for both modes on the 104-connector depot, of an 11 ms build, where
+    hashing the site costs 0.1 ms)."""
+    return constraints(site, {c.id: mode for c in site.connectors()})
 
 
 def _dot(c: FloatArray, x: FloatArray) -> float:
@@ -212,7 +222,7 @@ class StagedLp:
     # ---- step 1: sets and index layout ----------------------------------------------------
     def _create_sets(self) -> None:
         k_count, t_count = self.K, self.T
-        by_mode = {m: constraints(self.site, {c.id: m for c in self.site.connectors()}) for m in (1, 3)}
+        by_mode = {m: _site_constraints(self.site, m) for m in (1, 3)}
         slots_of: dict[tuple[str, int], list[int]] = {}
         for k, pair in enumerate(self.slots):
             slots_of.setdefault(pair, []).append(k)
