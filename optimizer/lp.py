@@ -48,14 +48,28 @@ Stages (strict priorities, each optimum fixed by its stage row before the next)
                                               step t (no tiny costs, few ties to explore)
     6  min peak                               flatter grid draw within what stage 5 left free
 
-Solving (`StagedLp.solve`): the pending stages 1–2 run as one weighted LP whose final basis
+Solving (`StagedLp.solve`): with the tie-breaks on, every stage in one weighted LP (ratio
+`ALL_STAGES_RATIO` between consecutive stages, the fairness stages only counted under
+shortage), by dual simplex — warm from the basis the previous such run ended with — then the
+lexicographic proof below over all stages; stages it does not cover go on one at a time as
+below (also when the run passes `ALL_STAGES_ROW_ITERATIONS` per row). On the bench it proved
+all six stages cold and on every event at N = 200 and 1000: one HiGHS run per plan, and the
+tie-breaks at their exact optimum.
+Otherwise, or where that proof stops: the pending stages 1–2 — with the fairness stages 3–4 when they
+are on, which cost nothing without a shortage — run as one weighted LP whose final basis
 is then checked for lexicographic optimality (reduced costs of every stage objective, see
 `_certified_prefix`), so the priorities hold exactly without trusting the weights; stages the
-proof does not cover run one at a time. A big cold first run (no basis yet, at least
-`IPM_MIN_CELLS` slot-steps) uses interior point + crossover, which leaves the basis the proof
-needs. Before the fairness stage 3 the same proof is tried on the basis at hand (stages 1, 2
-and 3): when it holds, as it usually does, the stage needs no HiGHS run. Tie-breaks run primal
-simplex under a deterministic iteration budget; the fairness stages 3–4 start from the basis
+proof does not cover run one at a time. Every LP run is simplex without presolve (a cold
+first run too: faster than presolve + simplex and than interior point + crossover, measured
+up to 3000 sessions). Before the fairness stage 3 the same proof is tried on the basis at hand (stages 1, 2
+and 3): when it holds the stage needs no HiGHS run. Tie-breaks run primal simplex, without
+bound perturbation (so every iterate is feasible), under a deterministic iteration budget;
+stages 5–6 (earlier, flatter) run as one weighted LP proved the same way (over the feasible
+set the fixed stage rows 1–4 leave), stage 6 alone only where the proof stops at 5; a stage 5
+that ended optimal at the previous re-plan restarts from that basis by dual simplex (dual
+feasible for the same costs: only the moved stage rows make it primal infeasible), primal
+simplex when that is cut by the budget;
+the fairness stages 3–4 (when the weighted run did not prove them) start from the basis
 stage 2 ended with, stages 1, 2, 5 and 6 from the basis they ended with at the previous
 re-plan (`WarmBasis`). In a MIP the binaries stay free through the fairness stages (the split
 is optimised over the on/off decisions too) and are fixed only for stages 5–6.
@@ -66,6 +80,7 @@ nothing by importing and exporting at once; the reported cost is still Σ max(0,
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Sequence
@@ -77,17 +92,40 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from grid_models.electrical import constraints
+from grid_models.electrical import PhaseLimit, constraints
 from grid_models.site import Site
 
 FloatArray = npt.NDArray[np.float64]
 INF = highspy.kHighsInf
 FAIR_PIECES = 10
-IPM_MIN_CELLS = 40_000
-"""Slots × steps from which a cold first run uses interior point + crossover (measured: equal
-at 200 sessions × 96 steps, 2.5x faster at 1000)."""
+TIE_BREAK_INFEASIBILITY = 1e-6
+"""Largest primal infeasibility of a tie-break iterate cut by the budget that is still kept."""
+ALL_STAGES_ROW_ITERATIONS = 2
+"""The all-stage run stops after this many simplex iterations per row (then the stages go the
+usual way from where it stopped); measured cold: 0.4 (N = 200) and 0.17 (N = 1000) per row."""
+ALL_STAGES_RATIO = 10.0
+"""Weight ratio between consecutive stages in the warm all-stage run (`StagedLp.solve`): with
+100 the later stages' costs fall to 1e-8..1e-10 of the first, below HiGHS's tolerances; with
+10 the proof held for all six stages on every bench event (N = 200 and 1000)."""
 EARLY_BLOCK_H = 1.0
 """Hours per block of the earliness discount (4 h blocks measured ~25 % faster at 1000 sessions)."""
+
+
+@functools.lru_cache(maxsize=8)
+def _site_constraints(site: Site, mode: int) -> list[PhaseLimit]:
+    """`constraints` of `site` with every connector in vehicle-phase `mode`: a pure function of
+    the (immutable) site, kept for the next model of the same site (it validates the site and
+    builds every row: 6.4 ms for both modes on the 104-connector depot, of an 11 ms build, where
+    hashing the site costs 0.1 ms)."""
+    return constraints(site, {c.id: mode for c in site.connectors()})
+
+
+def _dot(c: FloatArray, x: FloatArray) -> float:
+    """c·x without BLAS: numpy's OpenBLAS splits a dot product of this length (~20 000 columns
+    at 200 sessions) over threads that then spin; on this 2-core machine shared with other jobs
+    each call cost ~9 ms of CPU and waited for the other core (measured: 200 calls with a 2 ms
+    pause between, 1.8 s CPU and 5.4 s wall vs 0.07 s CPU and 0.9 s wall)."""
+    return float(np.multiply(c, x).sum())
 
 
 @dataclass
@@ -144,6 +182,10 @@ class WarmBasis:
     col: npt.NDArray[np.int8]
     row: npt.NDArray[np.int8]
     stale: bool = False
+    optimal: bool = False
+    """The stage ended optimal (not cut by the iteration budget)."""
+    stages: tuple[int, ...] = ()
+    """The stages whose weighted objective the run had."""
 
     def highs_basis(self) -> Any:
         if self.stale:
@@ -180,18 +222,24 @@ class StagedLp:
     # ---- step 1: sets and index layout ----------------------------------------------------
     def _create_sets(self) -> None:
         k_count, t_count = self.K, self.T
-        by_mode = {m: constraints(self.site, {c.id: m for c in self.site.connectors()}) for m in (1, 3)}
+        by_mode = {m: _site_constraints(self.site, m) for m in (1, 3)}
+        slots_of: dict[tuple[str, int], list[int]] = {}
+        for k, pair in enumerate(self.slots):
+            slots_of.setdefault(pair, []).append(k)
+        modes = sorted({mode for _, mode in self.slots})
         rows: list[int] = []
         coefs: list[dict[int, float]] = []
         for r in range(len(by_mode[3])):
-            coef: dict[int, float] = {}
-            for k, (cid, mode) in enumerate(self.slots):
-                a = by_mode[mode][r].connector_a_per_kw.get(cid, 0.0)
-                if a:
-                    coef[k] = a
-            if coef:
+            # each row's own connectors, not every slot (N = 1000: 255 rows × 1000 slots of
+            # dictionary look-ups were most of the cold build)
+            found: list[tuple[int, float]] = []
+            for mode in modes:
+                for cid, a in by_mode[mode][r].connector_a_per_kw.items():
+                    if a:
+                        found.extend((k, a) for k in slots_of.get((cid, mode), ()))
+            if found:
                 rows.append(r)
-                coefs.append(coef)
+                coefs.append(dict(sorted(found)))
         lims = by_mode[3]
         self.limit_rows = rows
         """The site-wide index (`constraints`) of each limit row kept."""
@@ -338,9 +386,18 @@ class StagedLp:
         h.setOptionValue("output_flag", False)
         h.setOptionValue("threads", threads)
         h.setOptionValue("random_seed", 0)
+        if not self.mip:
+            # simplex without presolve. The cold weighted run of stages 1-4 (CPU): N = 200
+            # 1386 dual simplex iterations / ~150 ms instead of 2470 / ~470 ms with presolve;
+            # N = 1000 4039 / 1.5 s where interior point + crossover (with presolve, as it was
+            # used from 40 000 slot-steps up) took 6.4 s (2.7 s for stages 1-2 alone);
+            # N = 3000 9910 / 7.5 s. Warm runs start from a basis and skip presolve anyway
+            h.setOptionValue("presolve", "off")
         h.passModel(lp)
         self.h = h
         self._stage_coef_cache: dict[tuple[int, int], float] = {}
+        self._coef_delta: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], FloatArray] | None = None
+        """(rows, columns, new − built value) of the coefficients changed since the build."""
         self._costs: FloatArray | None = None
         self._bases: dict[int, WarmBasis] = {}
         self._opened = False
@@ -391,7 +448,7 @@ class StagedLp:
             row = np.full(self.n_row, BASIC, dtype=np.int8)
             col[cols] = w.col
             row[rows] = w.row
-            self._bases[stage] = WarmBasis(None, col, row, stale=True)
+            self._bases[stage] = WarmBasis(None, col, row, stale=True, optimal=w.optimal, stages=w.stages)
 
     # ---- per-update data ------------------------------------------------------------------
     def load(self, steps: StepData, slots: Sequence[SlotData], pattern: FloatArray | None = None) -> None:
@@ -479,14 +536,24 @@ class StagedLp:
                     )
 
     def _col_bounds(self, n: int, idx: npt.NDArray[np.int32], lo: FloatArray, hi: FloatArray) -> None:
+        """Set column bounds; only those that differ from HiGHS's current ones are handed over."""
+        changed = (self.col_lo[idx] != lo) | (self.col_hi[idx] != hi)
+        if not changed.any():
+            return
+        idx, lo, hi = idx[changed], lo[changed], hi[changed]
         if self._bases and not self._opened:
             self._opened = bool(np.any((self.col_hi[idx] <= self.col_lo[idx]) & (hi > lo)))
-        self.h.changeColsBounds(n, idx, lo, hi)
+        self.h.changeColsBounds(idx.size, idx, lo, hi)
         self.col_lo[idx] = lo
         self.col_hi[idx] = hi
 
     def _row_bounds(self, n: int, idx: npt.NDArray[np.int32], lo: FloatArray, hi: FloatArray) -> None:
-        self.h.changeRowsBounds(n, idx, lo, hi)
+        """Set row bounds; only those that differ from HiGHS's current ones are handed over."""
+        changed = (self.row_lo[idx] != lo) | (self.row_hi[idx] != hi)
+        if not changed.any():
+            return
+        idx, lo, hi = idx[changed], lo[changed], hi[changed]
+        self.h.changeRowsBounds(idx.size, idx, lo, hi)
         self.row_lo[idx] = lo
         self.row_hi[idx] = hi
 
@@ -497,6 +564,7 @@ class StagedLp:
     def _coeff(self, row: int, col: int, value: float) -> None:
         key = (row, col)
         if self._stage_coef_cache.get(key) != value:
+            self._coef_delta = None
             self.h.changeCoeff(row, col, value)
             self._stage_coef_cache[key] = value
 
@@ -588,6 +656,9 @@ class StagedLp:
         shortage_added = False
         self.n_runs = 0
         self.n_certified = 0
+        self.n_dual_failed = 0
+        self.all_run_proved = -1
+        """Stages the warm all-stage run proved (-1: no such run)."""
         """Stages proved optimal from the basis at hand, without a run."""
         last_optimal = False
         iterations_12 = 0
@@ -595,6 +666,10 @@ class StagedLp:
         note: str | None = None
         retried = False
         fixed: dict[int, float] = {}
+        no_dual = False
+        no_all = False
+        single = False
+        """Run the next stage alone (a weighted run's proof failed at its first stage)."""
         while pending:
             stage = pending[0]
             if stage >= 5 and not binaries_fixed:
@@ -610,7 +685,7 @@ class StagedLp:
                 # for the later stages, whose proof would cost more than it saves
                 done_costs = [self._stage_costs(i) for i in fixed] + [self._stage_costs(stage)]
                 if self._certified_prefix(done_costs, x_best) == len(done_costs):
-                    v = float(done_costs[-1] @ x_best)
+                    v = _dot(done_costs[-1], x_best)
                     values.append(v)
                     fixed[stage] = v
                     if stage < 6:
@@ -628,7 +703,22 @@ class StagedLp:
             # usually a few pivots from their optimum); a stored basis of theirs would first need
             # a primal phase 1 after the event moved the earlier stages' optima
             warm = self._bases.get(stage) if (not self.mip and stage not in (3, 4)) else None
-            h.setOptionValue("simplex_strategy", 4 if stage >= 3 else 1)
+            # warm, every stage in one weighted run (`ALL_STAGES`), from the basis such a run
+            # ended with last time (or, once, from stage 1's)
+            all_run = not self.mip and stage == 1 and 5 in pending and not retried and not no_all
+            if all_run:
+                warm = self._bases.get(0, warm)
+            # the earliness stage from the basis that ended it optimal last time: dual feasible
+            # for the same costs, only the moved stage rows 1-4 make it primal infeasible, so
+            # dual simplex first; if the budget cuts it (no feasible iterate), primal as before
+            dual_try = stage >= 5 and not self.mip and not no_dual and warm is not None and warm.optimal
+            no_dual = False
+            h.setOptionValue("simplex_strategy", 4 if (stage >= 3 and not dual_try) else 1)
+            # no bound perturbation in the tie-breaks: with it, an iterate cut by the budget may
+            # break the true bounds (measured, N = 200: 99 rows off by up to 198 after 1000
+            # iterations, so the stage's work was lost); without it the earliness stage also
+            # reached its optimum in 2604 instead of 3338 iterations (716 vs 848 ms CPU)
+            h.setOptionValue("primal_simplex_bound_perturbation_multiplier", 0.0 if stage >= 3 else 1.0)
             mip_stage = not binaries_fixed  # the fairness stages of a MIP: time limit only
             if stage >= 3 and budget is None and not mip_stage:
                 budget = max(tie_break_min_iterations, int(tie_break_iteration_ratio * iterations_12))
@@ -636,45 +726,61 @@ class StagedLp:
                 "simplex_iteration_limit",
                 max(1, budget) if (budget is not None and not mip_stage) else 2**31 - 1,
             )
+            if all_run:
+                h.setOptionValue("simplex_iteration_limit", ALL_STAGES_ROW_ITERATIONS * self.n_row)
             if mip_stage and stage >= 2 and x_best is not None:
                 # the previous stage's incumbent stays feasible: start the next MIP from it
                 self._set_incumbent(x_best)
-            together = (
-                (pending[:2] if stage == 1 else [stage]) if (not self.mip and len(pending) > 1) else [stage]
-            )
+            together = [stage]
+            if all_run:
+                together = [1, 2, 3, 4, 5, 6] if fair else [1, 2, 5, 6]
+            elif not self.mip and stage == 1 and len(pending) > 1:
+                together = pending[:2]
+                merged = warm is None or warm.stages == (1, 2, 3, 4)
+                if fair and not shortage_added and together == [1, 2] and merged:
+                    # the fairness objectives ride along: without a shortage they cost nothing
+                    # (u = 0 gives z = 0 and every piece 0); with one, the proof below may
+                    # cover stages 3–4 too, saving their runs. Only from a basis made the same
+                    # way (a 1+2 basis took 16 192 dual simplex iterations at N = 1000 to
+                    # absorb the small fairness costs, instead of 0-16)
+                    together = [1, 2, 3, 4]
+            elif not self.mip and not single and pending[:2] == [5, 6]:
+                # earlier, then flatter, in one primal run proved like stages 1-4 (over the
+                # feasible set the fixed stage rows 1-4 leave)
+                together = [5, 6]
+            single = False
             costs = [self._stage_costs(i) for i in together]
-            c = costs[0] if len(together) == 1 else self._combined_costs(costs)
+            c = (
+                costs[0]
+                if len(together) == 1
+                else self._combined_costs(costs, ALL_STAGES_RATIO if all_run else 100.0)
+            )
             self._set_costs(c)
             if warm is not None:
                 # the basis that ended this stage last time: dual feasible for nearly the same
                 # costs, so a re-plan after one event needs few dual simplex iterations
                 h.setBasis(warm.highs_basis())
-            # a big cold start (no basis yet): interior point + crossover, ~2.5x faster than
-            # dual simplex at 1000 sessions; crossover leaves the basis the proof and the
-            # later stages need
-            ipm = (
-                not self.mip
-                and self.n_runs == 0
-                and warm is None
-                and not self._bases
-                and self.K * self.T >= IPM_MIN_CELLS
-            )
-            if ipm:
-                h.setOptionValue("solver", "ipm")
-                h.setOptionValue("run_crossover", "on")
             h.run()
-            if ipm:
-                h.setOptionValue("solver", "choose")
             self.n_runs += 1
             ms = h.getModelStatus()
             info = h.getInfo()
             has_sol = info.primal_solution_status == 2  # kSolutionStatusFeasible
+            if not has_sol and stage >= 3 and info.primal_solution_status == 1:
+                # a tie-break iterate cut by the budget a hair outside HiGHS's 1e-7 tolerance
+                # (measured, N = 1000 cold: one row off by 2.7e-7 after 1009 iterations) is
+                # kept: the plan is still checked against every limit (`grid_models` check)
+                has_sol = float(info.max_primal_infeasibility) <= TIE_BREAK_INFEASIBILITY
             if stage <= 2:
                 iterations_12 += max(0, int(info.simplex_iteration_count))
-                if ipm:  # the budget of the tie-breaks: crossover's pivots stand for simplex's
-                    iterations_12 += max(0, int(info.crossover_iteration_count))
             elif budget is not None and not mip_stage:
                 budget -= max(0, int(info.simplex_iteration_count))
+            if all_run and ms == highspy.HighsModelStatus.kIterationLimit:
+                no_all = True  # stages 1-2 (and 3-4) the usual way, from the basis at hand
+                continue
+            if dual_try and ms != highspy.HighsModelStatus.kOptimal and budget is not None and budget > 0:
+                no_dual = True
+                self.n_dual_failed += 1
+                continue
             if ms == highspy.HighsModelStatus.kOptimal:
                 pass
             elif ms == highspy.HighsModelStatus.kIterationLimit and stage >= 3:
@@ -709,12 +815,34 @@ class StagedLp:
             last_optimal = ms == highspy.HighsModelStatus.kOptimal and not self.mip
             if not self.mip and (ms == highspy.HighsModelStatus.kOptimal or (stage >= 3 and has_sol)):
                 # a tie-break cut short keeps its basis too: the next re-plan goes on from it
-                self._bases[stage] = self._warm_basis(x)
+                key = 0 if all_run else stage
+                self._bases[key] = self._warm_basis(x)
+                self._bases[key].optimal = ms == highspy.HighsModelStatus.kOptimal
+                self._bases[key].stages = tuple(together)
             n_done = 1
+            if all_run and _dot(costs[0], x) <= 1e-6 and 3 in together:
+                # no shortage: no fairness stages to prove (their costs were 0 at this point)
+                keep = [i for i, st in enumerate(together) if st not in (3, 4)]
+                together, costs = [together[i] for i in keep], [costs[i] for i in keep]
+            if all_run:
+                self.all_run_proved = 0
             if len(together) > 1:
                 n_done = self._certified_prefix(costs, x) if info.basis_validity == 1 else 0
-                if 1 in together[:n_done] and float(costs[0] @ x) > 1e-6 and fair:
+                if 1 in together[:n_done] and 3 in together:
+                    if _dot(costs[0], x) > 1e-6:
+                        # a shortage: the fairness stages follow stage 2, some proved already
+                        pending = [1, 2, 3, 4] + [s for s in pending if s > 4]
+                        shortage_added = True
+                    else:
+                        n_done = min(n_done, 2)
+                elif 1 in together[:n_done] and _dot(costs[0], x) > 1e-6 and fair:
                     n_done = min(n_done, together.index(2) + 1 if 2 in together else 1)
+                if all_run:
+                    self.all_run_proved = n_done
+                if n_done == 0 and stage >= 3:
+                    # the proof fails at once: this stage alone, from the basis at hand
+                    single = True
+                    continue
                 if n_done == 0:
                     continue_with = [stage]
                     c = costs[0]
@@ -732,7 +860,7 @@ class StagedLp:
                     x_best = x
                     together, costs, n_done = continue_with, [c], 1
             for i, cost in zip(together[:n_done], costs[:n_done], strict=True):
-                v = float(cost @ x)
+                v = _dot(cost, x)
                 values.append(v)
                 fixed[i] = v
                 if i < 6:
@@ -809,24 +937,27 @@ class StagedLp:
         self.row_hi[row] = hi
 
     @staticmethod
-    def _combined_costs(costs: list[FloatArray]) -> FloatArray:
-        """Σ_i 100^-i·c_i/max|c_i|: each stage's objective well above the next one's."""
+    def _combined_costs(costs: list[FloatArray], ratio: float = 100.0) -> FloatArray:
+        """Σ_i ratio^-i·c_i/max|c_i|: each stage's objective well above the next one's."""
         out = np.zeros_like(costs[0])
         for i, c in enumerate(costs):
             scale = float(np.abs(c).max())
             if scale > 0:
-                out += (100.0**-i / scale) * c
+                out += (ratio**-i / scale) * c
         return out
 
     def _a_t(self, y: FloatArray) -> FloatArray:
         """`Aᵀy` for the current matrix: the built one plus the coefficients changed since."""
         out: FloatArray = np.asarray(self.a_mat.T @ y, dtype=float)
         if self._stage_coef_cache:
-            keys = np.array(list(self._stage_coef_cache.keys()), dtype=np.int64)
-            new = np.fromiter(self._stage_coef_cache.values(), dtype=float, count=len(keys))
-            rows, cols = keys[:, 0], keys[:, 1]
-            orig = np.where(rows >= self.r_mip, -1.0, 1.0)  # the placeholders written at build
-            np.add.at(out, cols, (new - orig) * y[rows])
+            if self._coef_delta is None:  # rebuilt only after a coefficient changed
+                keys = np.array(list(self._stage_coef_cache.keys()), dtype=np.int64)
+                new = np.fromiter(self._stage_coef_cache.values(), dtype=float, count=len(keys))
+                rows, cols = keys[:, 0], keys[:, 1]
+                orig = np.where(rows >= self.r_mip, -1.0, 1.0)  # the placeholders written at build
+                self._coef_delta = (rows, cols, new - orig)
+            rows, cols, delta = self._coef_delta
+            np.add.at(out, cols, delta * y[rows])
         return out
 
     def _certified_prefix(self, costs: list[FloatArray], x: FloatArray) -> int:
@@ -860,21 +991,26 @@ class StagedLp:
 
         sc = signs(x, self.col_lo, self.col_hi, basic_col)
         sr = signs(row_act, self.row_lo, self.row_hi, basic_row)
-        undecided_c = ~np.isnan(sc)
-        undecided_r = ~np.isnan(sr)
+        # the still undecided nonbasic variables, as indices (they shrink stage by stage)
+        idx_c = np.flatnonzero(~np.isnan(sc))
+        idx_r = np.flatnonzero(~np.isnan(sr))
+        basic_of = np.maximum(bv, 0)
+        structural = bv >= 0
         for i, c in enumerate(costs):
-            cb = np.where(bv >= 0, c[np.maximum(bv, 0)], 0.0)
+            cb = np.where(structural, c[basic_of], 0.0)
             status, y = h.getBasisTransposeSolve(cb)
             if status != highspy.HighsStatus.kOk:
                 return i
             y = np.asarray(y, dtype=float)
-            d_col = c - self._a_t(y)
+            d_col = c[idx_c] - self._a_t(y)[idx_c]
             tol = 1e-9 * max(1.0, float(np.abs(c).max()))
-            for d, sgn, undecided in ((d_col, sc, undecided_c), (y, sr, undecided_r)):
+            kept = []
+            for d, sgn in ((d_col, sc[idx_c]), (y[idx_r], sr[idx_r])):
                 v = np.where(sgn == 0.0, -np.abs(d), sgn * d)
-                if np.any(undecided & (v < -tol)):
+                if np.any(v < -tol):
                     return i
-                undecided &= ~(v > tol)
+                kept.append(~(v > tol))
+            idx_c, idx_r = idx_c[kept[0]], idx_r[kept[1]]
         return len(costs)
 
     def _fix_binaries(self, x: FloatArray | None) -> None:

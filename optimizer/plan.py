@@ -49,19 +49,35 @@ class SessionLimits:
     """Steps `start <= t < end` are in the charging window."""
 
 
-def session_limits(problem: Problem, n_steps: int | None = None) -> list[SessionLimits]:
+_LimitKey = tuple[str, int, float | None, float | None, bool]
+
+
+def session_limits(
+    problem: Problem,
+    n_steps: int | None = None,
+    cache: dict[_LimitKey, tuple[Connector, dict[Phase, float], float, float]] | None = None,
+) -> list[SessionLimits]:
+    """The window and power range of every session. `cache` (kept by the caller for one site)
+    remembers each connector's coefficients and power range between calls."""
     n = problem.n_steps() if n_steps is None else n_steps
-    conns = connectors_by_id(problem.site)
+    conns: dict[str, Connector] | None = None
     v = problem.site.phase_voltage_v
+    memo = cache if cache is not None else {}
     out = []
     for i, s in enumerate(problem.sessions):
-        c = conns[s.connector_id]
-        coef = connector_phase_a_per_kw(problem.site, c, s.vehicle_phases)
-        pmax = session_max_power_kw(problem.site, c, s.vehicle_phases, s.max_power_kw)
-        min_a = c.min_current_a if s.min_current_a is None else s.min_current_a
-        pmin = (
-            min_a * v * len(coef) / 1000.0 if (problem.options.min_current and c.power_type == "AC") else 0.0
-        )
+        key = (s.connector_id, s.vehicle_phases, s.max_power_kw, s.min_current_a, problem.options.min_current)
+        hit = memo.get(key)
+        if hit is None:
+            if conns is None:
+                conns = connectors_by_id(problem.site)
+            c = conns[s.connector_id]
+            coef = connector_phase_a_per_kw(problem.site, c, s.vehicle_phases)
+            pmax = session_max_power_kw(problem.site, c, s.vehicle_phases, s.max_power_kw)
+            min_a = c.min_current_a if s.min_current_a is None else s.min_current_a
+            ac = problem.options.min_current and c.power_type == "AC"
+            hit = (c, coef, pmax, min_a * v * len(coef) / 1000.0 if ac else 0.0)
+            memo[key] = hit
+        c, coef, pmax, pmin = hit
         start = 0
         if s.arrival is not None and s.arrival > problem.now:
             start = math.ceil((s.arrival - problem.now).total_seconds() / problem.step_s - 1e-9)
@@ -88,9 +104,24 @@ def _floor_tenths(power_kw: FloatArray, per_kw: FloatArray | float) -> FloatArra
 
 
 def _profile(
-    start: datetime, step_s: int, unit: Literal["A", "W"], limits: list[float], changes: list[int]
+    start: datetime,
+    step_s: int,
+    unit: Literal["A", "W"],
+    limits: list[float],
+    changes: list[int],
+    interned: dict[tuple[int, float], ChargingProfilePeriod] | None = None,
 ) -> ChargingProfile:
-    periods = [ChargingProfilePeriod(start_period=k * step_s, limit=limits[k]) for k in changes]
+    if interned is None:
+        periods = [ChargingProfilePeriod(start_period=k * step_s, limit=limits[k]) for k in changes]
+    else:
+        # periods are immutable: one object per (start, limit) for all sessions of a plan
+        periods = []
+        for k in changes:
+            key = (k, limits[k])
+            per = interned.get(key)
+            if per is None:
+                per = interned[key] = ChargingProfilePeriod(start_period=k * step_s, limit=limits[k])
+            periods.append(per)
     if periods and periods[-1].limit != 0.0:
         periods.append(ChargingProfilePeriod(start_period=len(limits) * step_s, limit=0.0))
     if not periods:
@@ -128,8 +159,9 @@ def _profiles(
     bounds = np.searchsorted(rows, np.arange(len(limits) + 1)).tolist()
     cols_l = cols.tolist()
     mat_l = lim_mat.tolist()
+    interned: dict[tuple[int, float], ChargingProfilePeriod] = {}
     return [
-        _profile(start, step_s, units[i][0], mat_l[i], cols_l[bounds[i] : bounds[i + 1]])
+        _profile(start, step_s, units[i][0], mat_l[i], cols_l[bounds[i] : bounds[i + 1]], interned)
         for i in range(len(limits))
     ]
 

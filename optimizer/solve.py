@@ -12,11 +12,12 @@ constraint with a relative tolerance of `SolveOptions.stage_rel_tol` before the 
    every bottleneck); earlier charging (a discount by the hour, no tiny costs); a flatter grid
    draw (least peak import).
 
-Stages 1 and 2 are solved together by a weighted objective and then *proved* exact from the
-final basis (`optimizer.lp.StagedLp._certified_prefix`), falling back to one stage at a time
-where the proof fails; they are never cut short. Tie-breaks share a deterministic simplex
-iteration budget (`SolveOptions.tie_break_iteration_ratio`); when it runs out the plan keeps the
-best feasible point found and `Plan.message` says so.
+All stages are solved together by one weighted objective and then *proved* exact from the
+final basis (`optimizer.lp.StagedLp._certified_prefix`), falling back to fewer stages at a time
+where the proof fails (stages 1 and 2 together, then each tie-break); stages 1–2 are never cut
+short. In the fallback the tie-breaks share a deterministic simplex iteration budget
+(`SolveOptions.tie_break_iteration_ratio`); when it runs out the plan keeps the best feasible
+point found and `Plan.message` says so.
 
 The minimum-current rule (an AC session draws 0 or at least `min_current_a` per phase) is
 exact while the count of on/off decisions is at most `SolveOptions.mip_max_binaries`: the LP
@@ -41,6 +42,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -330,7 +332,8 @@ class PersistentPlanner:
     Power is indexed by connector (one slot per connector and vehicle-phase mode, for every
     pair planned so far), so a session arriving on a connector used before, leaving or changing
     its preferences only changes bounds, right-hand sides and a few coefficients of the same
-    HiGHS model; each stage restarts from the basis it ended with last time. A connector never
+    HiGHS model; the all-stage run restarts from the basis it ended with last time (and each
+    stage run of the fallback from its own). A connector never
     used before rebuilds the model (at least as many steps as before), which takes over those
     bases (`StagedLp.inherit_bases`): a rebuild, not a cold solve. The plan has the same stage
     optima as `solve(problem)` (tested; tie-break stages cut by their iteration budget may
@@ -342,6 +345,7 @@ class PersistentPlanner:
         self.site = site
         self._state: _Persistent | None = None
         self._known: set[tuple[str, int]] = set()
+        self._limits_cache: dict[Any, Any] = {}
 
     def _model(self, problem: Problem, n_steps: int, pairs: list[tuple[str, int]]) -> _Persistent:
         """The kept model, rebuilt only when the step, a longer horizon or a (connector, mode)
@@ -375,7 +379,7 @@ class PersistentPlanner:
             raise ValueError("PersistentPlanner.update: the problem is for another site")
         validate_problem(problem)
         n = problem.n_steps()
-        limits = session_limits(problem, n)
+        limits = session_limits(problem, n, self._limits_cache)
         method = choose_method(problem, limits)
         if not problem.sessions or method == "mip":
             return solve(problem)

@@ -71,6 +71,21 @@ def test_persistent_planner_equals_cold_solve_on_every_event() -> None:
         assert warm.grid_import_kwh == pytest.approx(cold.grid_import_kwh, abs=1e-4)
 
 
+def test_a_warm_replan_is_one_highs_run_proved_for_every_stage() -> None:
+    """After the first plan every re-plan solves all stages as one weighted LP from the kept
+    basis, and the lexicographic proof from its final basis covers every stage (what makes a
+    re-plan cheap); the stage optima are those of a cold solve (previous test)."""
+    planner = PersistentPlanner(sample_site("office-pv"))
+    problems = office_events()
+    planner.update(problems[0])
+    for problem in problems[1:]:
+        warm = planner.update(problem)
+        model = planner._state.model if planner._state is not None else None
+        assert model is not None
+        assert model.n_runs == 1
+        assert model.all_run_proved == len(warm.stage_values) >= 4
+
+
 def test_persistent_planner_on_a_depot_with_the_rounding_heuristic() -> None:
     problem = depot_problem(40, min_current=True, n_steps=32)
     problem = replace(problem, options=SolveOptions(min_current=True, mip_max_binaries=0))
