@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 from grid_models.site import PHASES, Connector, Phase, Site
 from grid_models.validation import ensure_valid
@@ -305,7 +306,11 @@ def check(
     pv = _series("pv_kw", pv_kw, n_steps)
     base = _series("base_load_kw", base_load_kw, n_steps)
 
-    currents = m.a_per_kw @ power + np.outer(m.pv_a_per_kw, pv) + np.outer(m.base_load_a_per_kw, base)
+    # A sparse product: the matrix is mostly zeros, and a dense one goes through BLAS, whose
+    # worker threads then spin on the other core (measured ~40 ms CPU per N = 200 re-plan).
+    currents = (
+        sp.csr_array(m.a_per_kw) @ power + np.outer(m.pv_a_per_kw, pv) + np.outer(m.base_load_a_per_kw, base)
+    )
     rated = m.rated_current_a
     over = np.abs(currents) > rated[:, None] + tolerance_a
     violations = tuple(
