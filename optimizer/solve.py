@@ -337,8 +337,9 @@ class PersistentPlanner:
     used before rebuilds the model (at least as many steps as before), which takes over those
     bases (`StagedLp.inherit_bases`): a rebuild, not a cold solve. The plan has the same stage
     optima as `solve(problem)` (tested; tie-break stages cut by their iteration budget may
-    differ). Problems small enough for the exact MIP are solved cold (`solve`). No I/O, no
-    clock: the same calls give the same plans.
+    differ). Under the exact minimum-current rule the rounding runs on the kept model and is
+    kept when its relaxation's bound proves it (stages 1–4, as in `solve`); only otherwise is
+    the MIP solved, cold. No I/O, no clock: the same calls give the same plans.
     """
 
     def __init__(self, site: Site) -> None:
@@ -381,7 +382,7 @@ class PersistentPlanner:
         n = problem.n_steps()
         limits = session_limits(problem, n, self._limits_cache)
         method = choose_method(problem, limits)
-        if not problem.sessions or method == "mip":
+        if not problem.sessions:
             return solve(problem)
         t0 = time.perf_counter()
         pairs = [
@@ -395,7 +396,14 @@ class PersistentPlanner:
             slots[slot_of[lim.index]] = _slot_data(problem, lim)
         st.model.load(_step_data(problem, st.model.T), slots)
         t1 = time.perf_counter()
-        outcome, method = _solve_model(st.model, problem, slot_of, method)
+        if method == "mip":
+            # The exact rule, warm: the rounding on the kept model, kept when its relaxation's
+            # bound proves it optimal (as `solve` does first); otherwise the MIP, cold.
+            outcome, bounds = _heuristic(st.model, problem, slot_of)
+            if not _proved(outcome, bounds, problem.options):
+                return solve(problem)
+        else:
+            outcome, method = _solve_model(st.model, problem, slot_of, method)
         t2 = time.perf_counter()
         if not outcome.ok:
             self._state = None  # start afresh next time
