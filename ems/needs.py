@@ -5,6 +5,9 @@ fixed ladder and records which rung it came from:
 
 - energy: the driver's declared need, else (target SOC − SOC on arrival) × battery capacity,
   else the median of this token's past sessions, else the site default; minus what was delivered;
+  and nothing more once the car has stopped drawing by itself (`stopped_full`: it drew nothing
+  while our limit let it draw at least the minimum current — its battery is full, whatever was
+  declared or estimated);
 - departure: declared, else start + this token's typical stay, else start + the site default
   stay; once passed while the car is still plugged in, `overdue` (a short horizon from now);
 - max power: what the car drew while the limit in force was clearly above it (it limited
@@ -36,6 +39,10 @@ MIN_CURRENT_FOR_PHASES_A = 2.0
 OVERDUE_HORIZON = timedelta(hours=1)
 FULL_POWER_RATIO = 0.05
 """A session whose last period drew under 5% of its peak stopped because the battery was full."""
+IDLE_POWER_KW = 0.05
+"""A period drawing less than this drew nothing."""
+MIN_CHARGING_CURRENT_A = 6.0
+"""IEC 61851's lowest charging current: under it a car may rightly refuse to draw."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,23 @@ def learned_phases(periods: Sequence[PeriodSample], phase_voltage_v: float) -> i
     return 1 if statistics.median(ratios) < 2.0 else 3
 
 
+def stopped_by_itself(periods: Sequence[PeriodSample], connector_max_kw: float, min_power_kw: float) -> bool:
+    """Whether the car has drawn nothing since a period in which it was allowed to draw.
+
+    Only the trailing idle periods count: one of them must have had a limit (ours, or the
+    connector's when no profile of ours held) of at least `min_power_kw`; a car kept at zero
+    by our own plan shows nothing. The periods after it, planned at zero once it was found
+    full, keep it found.
+    """
+    for period in reversed(periods):
+        if period.power_kw >= IDLE_POWER_KW:
+            return False
+        allowed = period.limit_kw if period.limit_kw is not None else connector_max_kw
+        if allowed >= min_power_kw and period.end > period.start:
+            return True
+    return False
+
+
 def estimate_need(inputs: NeedInputs, now: datetime) -> Need:
     pref = inputs.preference
     capacity, capacity_source = pref.battery_capacity_kwh, "declared"
@@ -178,6 +202,11 @@ def estimate_need(inputs: NeedInputs, now: datetime) -> Need:
     if phases is not None and phases > inputs.connector_phases:
         phases = inputs.connector_phases
     phases_source = "learned" if phases is not None else "connector"
+    phases_drawn = phases if phases is not None else inputs.connector_phases
+
+    min_power_kw = MIN_CHARGING_CURRENT_A * inputs.phase_voltage_v * phases_drawn / 1000.0
+    if stopped_by_itself(inputs.periods, inputs.connector_max_power_kw, min_power_kw):
+        remaining, energy_source = 0.0, "stopped_full"
 
     return Need(
         energy_needed_kwh=remaining,
@@ -186,7 +215,7 @@ def estimate_need(inputs: NeedInputs, now: datetime) -> Need:
         departure_source=departure_source,
         max_power_kw=max_power,
         max_power_source=max_power_source,
-        vehicle_phases=phases if phases is not None else inputs.connector_phases,
+        vehicle_phases=phases_drawn,
         phases_source=phases_source,
         battery_capacity_kwh=capacity,
         capacity_source=capacity_source,

@@ -147,3 +147,23 @@ def test_a_single_phase_car_under_a_per_phase_limit_is_not_taken_for_self_limite
     assert all(s.limit_kw == 16.0 * 230 / 1000 for s in samples)
     need = estimate_need(inputs(periods=samples), NOW)
     assert (need.vehicle_phases, need.max_power_source) == (1, "connector")
+
+
+def test_a_car_that_stopped_drawing_while_allowed_needs_nothing_more() -> None:
+    """A car that draws nothing while our limit lets it is full, whatever was declared; zero
+    drawn under a zero limit of ours shows nothing, and the car stays full once found."""
+    declared = Preference(energy_need_kwh=20.0)
+    drew = PeriodSample(START, START + timedelta(minutes=30), 7.0, 10.0, 11.0)
+    idle_allowed = PeriodSample(START + timedelta(minutes=30), NOW, 0.0, 0.0, 11.0)
+    need = estimate_need(inputs(preference=declared, periods=[drew, idle_allowed]), NOW)
+    assert (need.energy_needed_kwh, need.energy_source) == (0.0, "stopped_full")
+    # planned at zero since: still full
+    later = NOW + timedelta(hours=1)
+    idle_planned = PeriodSample(NOW, later, 0.0, 0.0, 0.0)
+    need = estimate_need(inputs(preference=declared, periods=[drew, idle_allowed, idle_planned]), later)
+    assert need.energy_source == "stopped_full"
+    # kept at zero by our plan, or under the minimum current: no evidence
+    for limit_kw in (0.0, 1.0):
+        held = PeriodSample(START + timedelta(minutes=30), NOW, 0.0, 0.0, limit_kw)
+        need = estimate_need(inputs(preference=declared, periods=[drew, held]), NOW)
+        assert (need.energy_needed_kwh, need.energy_source) == (18.0, "declared")
