@@ -105,6 +105,7 @@ class Snapshot:
                     s.session_pk,
                     s.connector.id,
                     s.need.energy_needed_kwh,
+                    s.need.energy_extra_kwh,
                     s.need.departure.isoformat(),
                     s.need.max_power_kw,
                     s.need.vehicle_phases,
@@ -390,6 +391,7 @@ class Planner:
                     departure=p.need.departure,
                     vehicle_phases=p.need.vehicle_phases,
                     max_power_kw=p.need.max_power_kw,
+                    energy_extra_kwh=p.need.energy_extra_kwh,
                 )
             )
         horizon_end = max((s.departure for s in sessions), default=now + timedelta(seconds=settings.step_s))
