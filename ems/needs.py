@@ -10,7 +10,7 @@ fixed ladder and records which rung it came from:
   declared or estimated);
 - departure: declared, else start + this token's typical stay, else start + the site default
   stay; what is planned for is the departure we are sure of (declared − 1 h, estimated − 2 h;
-  at least an hour from now) while it is ahead, then that departure; once passed while the
+  at least an hour from now) while it is ahead, then the expected one; once passed while the
   car is still plugged in, `overdue` (a short horizon from now);
 - max power: what the car drew while the limit in force was clearly above it (it limited
   itself), else the connector's limit;
@@ -134,6 +134,9 @@ class Need:
     capacity_source: str
     energy_extra_kwh: float = 0.0
     """What the car may take beyond `energy_needed_kwh`, from PV only (see `estimate_need`)."""
+    energy_expected_kwh: float = 0.0
+    """What the ladder's estimate says the car still needs: what people are shown. The plan
+    gets `energy_needed_kwh` and `energy_extra_kwh` instead (the most it may need, split)."""
 
 
 def learned_capacity_kwh(history: Sequence[PastSession]) -> float | None:
@@ -284,6 +287,7 @@ def estimate_need(inputs: NeedInputs, now: datetime) -> Need:
     min_power_kw = MIN_CHARGING_CURRENT_A * inputs.phase_voltage_v * phases_drawn / 1000.0
     if stopped_by_itself(inputs.periods, inputs.connector_max_power_kw, min_power_kw):
         needed, extra, energy_source = 0.0, 0.0, "stopped_full"
+    expected = 0.0 if energy_source == "stopped_full" else max(0.0, total - inputs.delivered_kwh)
 
     return Need(
         energy_needed_kwh=needed,
@@ -297,6 +301,7 @@ def estimate_need(inputs: NeedInputs, now: datetime) -> Need:
         battery_capacity_kwh=capacity,
         capacity_source=capacity_source,
         energy_extra_kwh=extra,
+        energy_expected_kwh=expected,
     )
 
 

@@ -460,7 +460,7 @@ class Planner:
                     SessionNeed(
                         session_pk=p.session_pk,
                         estimated_at=snapshot.now,
-                        energy_needed_kwh=need.energy_needed_kwh,
+                        energy_needed_kwh=need.energy_expected_kwh,
                         energy_source=need.energy_source,
                         departure=need.departure,
                         departure_source=need.departure_source,

@@ -45,8 +45,9 @@ def test_declared_need_and_departure_win() -> None:
     need = estimate_need(
         inputs(preference=Preference(departure=START + timedelta(hours=9), energy_need_kwh=20.0)), NOW
     )
-    # up to the declaration and its margin, less what was delivered
+    # up to the declaration and its margin, less what was delivered; shown: the declaration
     assert (planned(need), need.energy_source) == (pytest.approx(20.0 * 1.25 - 2.0), "declared")
+    assert need.energy_expected_kwh == 18.0
     # planned for the departure we are sure of: an hour before the declared one
     assert (need.departure, need.departure_source) == (START + timedelta(hours=8), "declared")
 
@@ -206,7 +207,7 @@ def test_a_car_that_stopped_drawing_while_allowed_needs_nothing_more() -> None:
     drew = PeriodSample(START, START + timedelta(minutes=30), 7.0, 10.0, 11.0)
     idle_allowed = PeriodSample(START + timedelta(minutes=30), NOW, 0.0, 0.0, 11.0)
     need = estimate_need(inputs(preference=declared, periods=[drew, idle_allowed]), NOW)
-    assert (planned(need), need.energy_source) == (0.0, "stopped_full")
+    assert (planned(need), need.energy_source, need.energy_expected_kwh) == (0.0, "stopped_full", 0.0)
     # planned at zero since: still full
     later = NOW + timedelta(hours=1)
     idle_planned = PeriodSample(NOW, later, 0.0, 0.0, 0.0)
