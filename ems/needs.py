@@ -137,6 +137,9 @@ class Need:
     energy_expected_kwh: float = 0.0
     """What the ladder's estimate says the car still needs: what people are shown. The plan
     gets `energy_needed_kwh` and `energy_extra_kwh` instead (the most it may need, split)."""
+    expected_departure: datetime | None = None
+    """The departure declared or estimated (or overdue): what people are shown. The plan gets
+    `departure`, the one we are sure of while it is ahead."""
 
 
 def learned_capacity_kwh(history: Sequence[PastSession]) -> float | None:
@@ -256,6 +259,7 @@ def estimate_need(inputs: NeedInputs, now: datetime) -> Need:
     if departure <= now:
         departure, departure_source = now + OVERDUE_HORIZON, "overdue"
         sure_departure = now
+    expected_departure = departure
     if sure_departure > now:
         # planned to be done by the departure we are sure of; not in less than an hour, so that
         # a plan made just before it still covers the time until the next re-plan
@@ -302,6 +306,7 @@ def estimate_need(inputs: NeedInputs, now: datetime) -> Need:
         capacity_source=capacity_source,
         energy_extra_kwh=extra,
         energy_expected_kwh=expected,
+        expected_departure=expected_departure,
     )
 
 

@@ -462,7 +462,7 @@ class Planner:
                         estimated_at=snapshot.now,
                         energy_needed_kwh=need.energy_expected_kwh,
                         energy_source=need.energy_source,
-                        departure=need.departure,
+                        departure=need.expected_departure or need.departure,
                         departure_source=need.departure_source,
                         max_power_kw=need.max_power_kw,
                         max_power_source=need.max_power_source,

@@ -48,8 +48,9 @@ def test_declared_need_and_departure_win() -> None:
     # up to the declaration and its margin, less what was delivered; shown: the declaration
     assert (planned(need), need.energy_source) == (pytest.approx(20.0 * 1.25 - 2.0), "declared")
     assert need.energy_expected_kwh == 18.0
-    # planned for the departure we are sure of: an hour before the declared one
+    # planned for the departure we are sure of: an hour before the declared one, shown
     assert (need.departure, need.departure_source) == (START + timedelta(hours=8), "declared")
+    assert need.expected_departure == START + timedelta(hours=9)
 
 
 def test_the_need_grows_as_the_sure_departure_nears_and_the_rest_is_extra() -> None:
