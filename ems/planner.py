@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -397,6 +397,13 @@ class Planner:
         horizon_end = max((s.departure for s in sessions), default=now + timedelta(seconds=settings.step_s))
         n_steps = max(1, min(settings.horizon_s, int((horizon_end - now).total_seconds())) // settings.step_s)
         series = self.series.step_series(site.id, now, settings.step_s, n_steps)
+        if not any(pv > base for pv, base in zip(series.pv_kw, series.base_load_kw, strict=False)):
+            # no PV surplus ahead: extra energy could come from nowhere, so waiting for it only
+            # delays the car: all it may need is planned as a need (`ems.needs`)
+            sessions = [
+                replace(s, energy_needed_kwh=s.energy_needed_kwh + s.energy_extra_kwh, energy_extra_kwh=0.0)
+                for s in sessions
+            ]
         return Problem(
             site=site,
             now=now,

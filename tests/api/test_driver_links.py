@@ -190,10 +190,7 @@ def test_preferences_are_saved_announced_and_planned(ems: RunningEms, session_pk
     assert "28.0 kWh" in status
     data = json.loads(status.split('id="plan-data">')[1].split("</script>")[0])
     assert data["plan_id"] >= 1 and len(data["t"]) == len(data["power_kw"]) > 0
-    # planned now: what 5 h at the power a car of unknown power is sure to get (1.84 kW) could
-    # not deliver before the departure we are sure of (an hour before the declared one); the
-    # rest is planned as it nears, or from PV (`ems.needs`); no PV here
-    assert sum(data["power_kw"]) * data["step_s"] / 3600 == pytest.approx(28.0 - 1.84 * 5.0, abs=0.2)
+    assert sum(data["power_kw"]) * data["step_s"] / 3600 == pytest.approx(28.0, abs=0.2)
 
 
 def test_a_too_short_stay_is_explained(ems: RunningEms, session_pk: int) -> None:
