@@ -21,10 +21,11 @@ Variables (all >= 0 unless said)
     g[t]     grid import, kW, ub grid_connection.max_power_kw;  x[t] export, kW
     peak     highest g[t], kW;  z  highest unmet share u[k]/E[k] (fairness)
     s[k,j]   j-th of S = 10 equal pieces of u[k], ub E_k/S (piecewise-linear fairness)
+    e[k]     extra energy beyond the need, kWh, ub X_k (`Session.energy_extra_kwh`)
     y[k,t]   (MIP only) binary on/off for the minimum-current rule
 
 Constraints
-    energy[k]     Σ_t dt·p[k,t] + u[k] = E_k
+    energy[k]     Σ_t dt·p[k,t] + u[k] − e[k] = E_k
     ev_def[t]     ev[t] − Σ_k p[k,t] = 0
     balance[t]    g[t] − x[t] − ev[t] = base[t] − pv[t]
     limit[r,t]    −I_r − c_r[t] <= Σ_k a[r,k]·p[k,t] <= I_r − c_r[t],
@@ -38,7 +39,9 @@ Constraints
 Stages (strict priorities, each optimum fixed by its stage row before the next)
     1  min Σ_k w_k·u[k]                       least unmet energy, weighted by priority
     2  min Σ_t dt·g[t] (self_consumption) | Σ_t price[t]·dt·(g[t] − x[t]·[price<0]) (cost)
-           | peak (peak), or a weighted sum of these
+           | peak (peak), or a weighted sum of these;  − ε·Σ_k e[k], ε half the cheapest
+           import kWh (`optimizer.problem.extra_value_per_kwh`): extra energy only from PV
+           that no need takes
     3  min z                                  only under shortage: unmet split in proportion
                                               to need, never all on one driver
     4  min Σ_k,j (2j+1)/S·s[k,j]             only under shortage: = Σ_k E_k·φ(u_k/E_k) with φ a
@@ -94,6 +97,7 @@ import scipy.sparse as sp
 
 from grid_models.electrical import PhaseLimit, constraints
 from grid_models.site import Site
+from optimizer.problem import extra_value_per_kwh
 
 FloatArray = npt.NDArray[np.float64]
 INF = highspy.kHighsInf
@@ -139,6 +143,7 @@ class SlotData:
     pmin_kw: float = 0.0
     start: int = 0
     end: int = 0
+    extra_kwh: float = 0.0
 
 
 @dataclass
@@ -258,7 +263,8 @@ class StagedLp:
         self.c_z = self.c_peak + 1
         self.S = FAIR_PIECES
         self.c_s = self.c_z + 1
-        self.c_y = self.c_s + k_count * self.S
+        self.c_e = self.c_s + k_count * self.S
+        self.c_y = self.c_e + k_count
         self.n_col = self.c_y + (k_count * t_count if self.mip else 0)
         # row offsets
         self.r_energy = 0
@@ -297,6 +303,7 @@ class StagedLp:
         # energy[k]
         add(self.r_energy + kk, p_idx, dt)
         add(self.r_energy + np.arange(k_count), self.c_u + np.arange(k_count), 1.0)
+        add(self.r_energy + np.arange(k_count), self.c_e + np.arange(k_count), -1.0)
         # ev_def[t]
         t_ar = np.arange(t_count)
         add(self.r_evdef + t_ar, self.c_ev + t_ar, 1.0)
@@ -325,6 +332,7 @@ class StagedLp:
             np.concatenate([self.c_g + t_ar, self.c_x + t_ar, [self.c_peak]]),
             1.0,
         )
+        add(np.full(k_count, self.r_stage + 1), self.c_e + np.arange(k_count), 1.0)
         add([self.r_stage + 2], [self.c_z], 1.0)
         # pieces[k]: u_k − Σ_j s_kj = 0, and the stage-4 row over the pieces
         s_idx = self.c_s + np.arange(k_count * self.S)
@@ -420,6 +428,7 @@ class StagedLp:
         cols[old.c_z] = self.c_z
         j = np.arange(old.S, dtype=np.int64)
         cols[old.c_s : old.c_s + old.K * old.S] = (self.c_s + ks[:, None] * self.S + j[None, :]).ravel()
+        cols[old.c_e : old.c_e + old.K] = self.c_e + ks
         lim_new = {r: i for i, r in enumerate(self.limit_rows)}
         rs = np.array([lim_new[r] for r in old.limit_rows], dtype=np.int64)
         rows = np.empty(old.n_row, dtype=np.int64)
@@ -467,12 +476,14 @@ class StagedLp:
         y_hi = np.zeros((k_count, t_count))
         energy = np.zeros(k_count)
         u_hi = np.zeros(k_count)
+        e_hi = np.zeros(k_count)
         for k, s in enumerate(slots):
             if not s.active:
                 continue
             end = min(s.end, n)
             energy[k] = s.energy_kwh
             u_hi[k] = s.energy_kwh
+            e_hi[k] = s.extra_kwh
             if end > s.start and s.pmax_kw > 0 and (s.pmin_kw <= s.pmax_kw + 1e-9):
                 p_hi[k, s.start : end] = s.pmax_kw
                 y_hi[k, s.start : end] = 1.0
@@ -485,6 +496,8 @@ class StagedLp:
         self._col_bounds(idx.size, idx, p_lo.ravel(), p_hi.ravel())
         u_idx = (self.c_u + np.arange(k_count)).astype(np.int32)
         self._col_bounds(k_count, u_idx, np.zeros(k_count), u_hi)
+        e_idx = (self.c_e + np.arange(k_count)).astype(np.int32)
+        self._col_bounds(k_count, e_idx, np.zeros(k_count), e_hi)
         self._row_bounds(k_count, np.arange(k_count, dtype=np.int32), energy, energy)
         # the grid: import bounded by the connection, steps past the horizon switched off
         gmax = float(self.site.grid_connection.max_power_kw)
@@ -513,6 +526,8 @@ class StagedLp:
         c2 = self._stage2_costs()
         for j in range(2 * t_count + 1):
             self._coeff(self.r_stage + 1, self.c_g + j, c2[self.c_g + j])
+        for k in range(k_count):
+            self._coeff(self.r_stage + 1, self.c_e + k, c2[self.c_e + k])
         s_idx = (self.c_s + np.arange(k_count * self.S)).astype(np.int32)
         self._col_bounds(s_idx.size, s_idx, np.zeros(s_idx.size), np.repeat(u_hi / self.S, self.S))
         c5 = self._stage_costs(5)
@@ -584,6 +599,9 @@ class StagedLp:
                 c[self.c_x : self.c_x + t_count] += w * dt * np.maximum(0.0, -price) * live
             elif name == "peak":
                 c[self.c_peak] += w
+        prices = self.steps.price_eur_per_kwh
+        live_prices = None if prices is None else prices[: max(1, n)].tolist()
+        c[self.c_e : self.c_e + self.K] = -extra_value_per_kwh(self.steps.weights, live_prices)
         return c
 
     def _stage_costs(self, stage: int) -> FloatArray:

@@ -214,7 +214,7 @@ def build_plan(
             power_kw=tuple(row.tolist()),
             energy_needed_kwh=s.energy_needed_kwh,
             energy_planned_kwh=planned,
-            unmet_kwh=s.energy_needed_kwh - planned,
+            unmet_kwh=max(0.0, s.energy_needed_kwh - planned),
             charging_profile=profiles[lim.index],
         )
     weights = problem.objective_weights()

@@ -9,7 +9,7 @@ turns a series file into step averages.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -45,6 +45,11 @@ class Session:
     limit, `min_current_a=None` the connector's minimum. `priority` weighs this session's unmet
     energy (higher: served first). `arrival=None` means already plugged in; the charging window
     is the steps that start at or after arrival and end at or before departure.
+
+    `energy_extra_kwh`: what the car may take beyond its need when the need is an estimate (up
+    to what its battery can still hold). It is never owed: it is planned only from PV that no
+    need takes — valued in the objective stage at half the cheapest grid energy of the horizon
+    (`extra_value_per_kwh`), so importing for it, or moving PV from a need to it, never pays.
     """
 
     session_id: str
@@ -56,6 +61,7 @@ class Session:
     min_current_a: float | None = None
     priority: float = 1.0
     arrival: datetime | None = None
+    energy_extra_kwh: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,26 @@ class Problem:
         return out
 
 
+EXTRA_VALUE_RATIO = 0.5
+"""Extra energy is worth this share of the cheapest grid kWh: less than any import costs."""
+
+
+def extra_value_per_kwh(weights: Mapping[str, float], price: Sequence[float] | None) -> float:
+    """What a kWh of extra energy is worth in the objective stage: half of the least that a kWh
+    of import costs there over `price` (the horizon's prices). An objective that puts no price
+    on imported energy (`peak`), or a price at or below zero, leaves extra energy unvalued: it
+    could not tell PV from the grid."""
+    prices = [float(v) for v in price] if price is not None else []
+    per_kwh = [0.0] * max(1, len(prices))
+    for name, w in weights.items():
+        if name == "self_consumption":
+            per_kwh = [v + w for v in per_kwh]
+        elif name == "cost" and prices:
+            per_kwh = [v + w * p for v, p in zip(per_kwh, prices, strict=True)]
+    cheapest = min(per_kwh)
+    return EXTRA_VALUE_RATIO * cheapest if cheapest > 0 else 0.0
+
+
 def aligned(values: tuple[float, ...] | None, n_steps: int, hold_last: bool) -> list[float]:
     """`values` cut or padded to `n_steps` (pad: last value if `hold_last`, else 0)."""
     vals = list(values or ())
@@ -171,6 +197,8 @@ def validate_problem(problem: Problem) -> None:
             raise ProblemError(f"connector {c.id!r} has a repeated phase {list(c.phases)}")
         if not math.isfinite(s.energy_needed_kwh) or s.energy_needed_kwh < 0:
             raise ProblemError(f"session {s.session_id!r}: negative energy need {s.energy_needed_kwh}")
+        if not math.isfinite(s.energy_extra_kwh) or s.energy_extra_kwh < 0:
+            raise ProblemError(f"session {s.session_id!r}: negative extra energy {s.energy_extra_kwh}")
         if s.vehicle_phases not in (1, 3):
             raise ProblemError(f"session {s.session_id!r}: vehicle_phases must be 1 or 3")
         if s.max_power_kw is not None and (not math.isfinite(s.max_power_kw) or s.max_power_kw < 0):

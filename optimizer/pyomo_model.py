@@ -14,9 +14,10 @@ Variables
     ev[t] >= 0, g[t] in [0, G], x[t] >= 0                  EV power, grid import, export, kW
     peak >= 0, z >= 0                                      highest import, highest unmet share
     piece[s,j] in [0, E_s/10]                              pieces of u[s]
+    e[s] in [0, X_s]                                       extra energy beyond the need, kWh
 
 Constraints (block `c`)
-    energy[s]    Σ_t dt·p[s,t] + u[s] = E_s
+    energy[s]    Σ_t dt·p[s,t] + u[s] − e[s] = E_s
     ev_def[t]    ev[t] = Σ_s p[s,t]
     balance[t]   g[t] − x[t] − ev[t] = base[t] − pv[t]
     limit[r,t]   −I_r <= Σ_s a[r,s]·p[s,t] + a_pv[r]·pv[t] + a_base[r]·base[t] <= I_r
@@ -25,7 +26,8 @@ Constraints (block `c`)
     pieces[s]    u[s] = Σ_j piece[s,j]
 
 Stage objectives (block `stage`), each fixed with a small tolerance before the next:
-    1 Σ_s w_s·u[s]; 2 the objective; 3 z and 4 Σ_s,j (2j+1)/10·piece[s,j] (under shortage);
+    1 Σ_s w_s·u[s]; 2 the objective − ε·Σ_s e[s] (ε: `extra_value_per_kwh`); 3 z and
+    4 Σ_s,j (2j+1)/10·piece[s,j] (under shortage);
     5 Σ_t dt·(hour(t)+1)/H·ev[t]; 6 peak.
 """
 
@@ -42,7 +44,7 @@ from pyomo.contrib.solver.solvers.highs import Highs
 from grid_models.electrical import constraints
 from optimizer.lp import FAIR_PIECES
 from optimizer.plan import session_limits
-from optimizer.problem import Problem, aligned, validate_problem
+from optimizer.problem import Problem, aligned, extra_value_per_kwh, validate_problem
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -82,6 +84,7 @@ def _create_variables(m: pyo.ConcreteModel, problem: Problem) -> None:
     m.piece = pyo.Var(
         m.S, m.J, bounds=lambda _m, s, j: (0.0, problem.sessions[s].energy_needed_kwh / FAIR_PIECES)
     )
+    m.e = pyo.Var(m.S, bounds=lambda _m, s: (0.0, problem.sessions[s].energy_extra_kwh))
 
 
 def _create_constraints(m: pyo.ConcreteModel, problem: Problem) -> None:
@@ -92,7 +95,10 @@ def _create_constraints(m: pyo.ConcreteModel, problem: Problem) -> None:
     sessions = problem.sessions
     c = m.c = pyo.Block()
     c.energy = pyo.Constraint(
-        m.S, rule=lambda _c, s: sum(dt * m.p[s, t] for t in m.T) + m.u[s] == sessions[s].energy_needed_kwh
+        m.S,
+        rule=lambda _c, s: (
+            sum(dt * m.p[s, t] for t in m.T) + m.u[s] - m.e[s] == sessions[s].energy_needed_kwh
+        ),
     )
     c.ev_def = pyo.Constraint(m.T, rule=lambda _c, t: m.ev[t] == sum(m.p[s, t] for s in m.S))
     c.balance = pyo.Constraint(m.T, rule=lambda _c, t: m.g[t] - m.x[t] - m.ev[t] == base[t] - pv[t])
@@ -126,6 +132,9 @@ def _create_stages(m: pyo.ConcreteModel, problem: Problem) -> None:
             terms.append(w * sum(dt * price[t] * m.g[t] + dt * max(0.0, -price[t]) * m.x[t] for t in m.T))
         else:
             terms.append(w * m.peak)
+    weights = {str(k): v for k, v in problem.objective_weights().items()}
+    extra_value = extra_value_per_kwh(weights, price if problem.price_eur_per_kwh else None)
+    terms.append(-extra_value * sum(m.e[s] for s in m.S))
     n_hours = math.floor((n - 1) * dt + 1e-9) + 1
     st = m.stage = pyo.Block()
     st.f = pyo.Expression(

@@ -82,6 +82,7 @@ def _slot_data(problem: Problem, lim: SessionLimits) -> SlotData:
         pmin_kw=lim.pmin_kw,
         start=lim.start,
         end=lim.end,
+        extra_kwh=s.energy_extra_kwh,
     )
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from ems.needs import (
+    Need,
     NeedInputs,
     PastSession,
     PeriodSample,
@@ -32,19 +36,63 @@ def inputs(**kwargs: object) -> NeedInputs:
     return NeedInputs(**base)  # type: ignore[arg-type]
 
 
+def planned(need: Need) -> float:
+    """All the energy planned for the car: its need and the extra it may take from PV."""
+    return need.energy_needed_kwh + need.energy_extra_kwh
+
+
 def test_declared_need_and_departure_win() -> None:
     need = estimate_need(
         inputs(preference=Preference(departure=START + timedelta(hours=9), energy_need_kwh=20.0)), NOW
     )
-    assert (need.energy_needed_kwh, need.energy_source) == (18.0, "declared")
-    assert (need.departure, need.departure_source) == (START + timedelta(hours=9), "declared")
+    # up to the declaration and its margin, less what was delivered; shown: the declaration
+    assert (planned(need), need.energy_source) == (pytest.approx(20.0 * 1.25 - 2.0), "declared")
+    assert need.energy_expected_kwh == 18.0
+    # planned for the departure we are sure of: an hour before the declared one, shown
+    assert (need.departure, need.departure_source) == (START + timedelta(hours=8), "declared")
+    assert need.expected_departure == START + timedelta(hours=9)
+
+
+def test_the_need_grows_as_the_sure_departure_nears_and_the_rest_is_extra() -> None:
+    """Declared departure 17:00: we are sure of 16:00. A car of unknown power is sure of half
+    of 16 A on one phase (1.84 kW): 23 kWh left at 9:00 fit in the 7 h after it (12.9 kWh) but
+    for 10.1 kWh, which must be planned, grid or not; the rest comes from PV only."""
+    pref = Preference(departure=START + timedelta(hours=9), energy_need_kwh=20.0)
+    sure_kw = 0.5 * 16.0 * 230.0 / 1000.0
+    need = estimate_need(inputs(preference=pref), NOW)
+    assert need.energy_needed_kwh == pytest.approx(23.0 - sure_kw * 7.0)
+    assert need.energy_extra_kwh == pytest.approx(sure_kw * 7.0)
+    early = estimate_need(inputs(preference=Preference(energy_need_kwh=5.0), delivered_kwh=0.0), NOW)
+    assert (early.energy_needed_kwh, early.energy_extra_kwh) == (0.0, pytest.approx(6.25))
+    # at the sure departure all of it is a need, planned up to the declared departure; past
+    # it, still, over the next hour; half an hour before it, planned over at least an hour
+    for later, until in (
+        (START + timedelta(hours=8), START + timedelta(hours=9)),
+        (START + timedelta(hours=10), START + timedelta(hours=11)),
+    ):
+        need = estimate_need(inputs(preference=pref), later)
+        assert (need.energy_needed_kwh, need.energy_extra_kwh) == (pytest.approx(23.0), 0.0)
+        assert need.departure == until
+    soon = START + timedelta(hours=7, minutes=30)
+    assert estimate_need(inputs(preference=pref), soon).departure == soon + timedelta(hours=1)
+    # a car that showed its own 7 kW is sure of 3.5 kW: 7 h at it (24.5 kWh) cover all 23
+    periods = [
+        PeriodSample(START, START + timedelta(minutes=15), 7.0, 10.1, 22.0),
+        PeriodSample(START + timedelta(minutes=15), START + timedelta(minutes=30), 7.0, 10.1, 22.0),
+    ]
+    need = estimate_need(inputs(preference=pref, periods=periods), NOW)
+    assert (need.max_power_kw, need.energy_needed_kwh) == (7.0, 0.0)
+    assert need.energy_extra_kwh == pytest.approx(23.0)
 
 
 def test_soc_and_capacity_give_the_energy() -> None:
     pref = Preference(soc_arrival_pct=40.0, battery_capacity_kwh=50.0, target_soc_pct=80.0)
     need = estimate_need(inputs(preference=pref), NOW)
     assert need.energy_source == "soc"
-    assert need.energy_needed_kwh == 0.4 * 50.0 - 2.0
+    assert planned(need) == pytest.approx(0.4 * 50.0 - 2.0)
+    # no target: up to a full battery
+    need = estimate_need(inputs(preference=replace(pref, target_soc_pct=None)), NOW)
+    assert planned(need) == pytest.approx(0.6 * 50.0 - 2.0)
 
 
 def test_capacity_is_learned_from_history() -> None:
@@ -55,7 +103,7 @@ def test_capacity_is_learned_from_history() -> None:
     assert learned_capacity_kwh([past]) == 40.0
     need = estimate_need(inputs(preference=Preference(soc_arrival_pct=75.0), history=[past]), NOW)
     assert (need.battery_capacity_kwh, need.capacity_source) == (40.0, "learned")
-    assert (need.energy_needed_kwh, need.energy_source) == (0.25 * 40.0 - 2.0, "soc")
+    assert (planned(need), need.energy_source) == (pytest.approx(0.25 * 40.0 - 2.0), "soc")
 
 
 def test_token_history_then_site_default() -> None:
@@ -64,12 +112,16 @@ def test_token_history_then_site_default() -> None:
         for d, h, kwh in ((1, 8, 10.0), (2, 9, 14.0), (3, 10, 30.0))
     ]
     need = estimate_need(inputs(history=history), NOW)
-    assert (need.energy_needed_kwh, need.energy_source) == (12.0, "token_history")
-    assert (need.departure, need.departure_source) == (START + timedelta(hours=9), "token_history")
+    # up to the largest past session (median 12, at least 1.5 x 12)
+    assert (planned(need), need.energy_source) == (pytest.approx(30.0 - 2.0), "token_history")
+    # the typical stay is 9 h: planned for 2 h earlier
+    assert (need.departure, need.departure_source) == (START + timedelta(hours=7), "token_history")
+    short = [replace(p, energy_kwh=12.0) for p in history]
+    assert planned(estimate_need(inputs(history=short), NOW)) == pytest.approx(18.0 - 2.0)
 
     defaults = SiteDefaults(energy_kwh=7.0, stay=timedelta(hours=3))
     need = estimate_need(inputs(defaults=defaults), NOW)
-    assert (need.energy_needed_kwh, need.energy_source) == (5.0, "site_default")
+    assert (planned(need), need.energy_source) == (pytest.approx(5.0), "site_default")
     assert (need.departure, need.departure_source) == (START + timedelta(hours=3), "site_default")
 
 
@@ -147,3 +199,36 @@ def test_a_single_phase_car_under_a_per_phase_limit_is_not_taken_for_self_limite
     assert all(s.limit_kw == 16.0 * 230 / 1000 for s in samples)
     need = estimate_need(inputs(periods=samples), NOW)
     assert (need.vehicle_phases, need.max_power_source) == (1, "connector")
+
+
+def test_a_car_that_stopped_drawing_while_allowed_needs_nothing_more() -> None:
+    """A car that draws nothing while our limit lets it is full, whatever was declared; zero
+    drawn under a zero limit of ours shows nothing, and the car stays full once found."""
+    declared = Preference(energy_need_kwh=20.0)
+    drew = PeriodSample(START, START + timedelta(minutes=30), 7.0, 10.0, 11.0)
+    idle_allowed = PeriodSample(START + timedelta(minutes=30), NOW, 0.0, 0.0, 11.0)
+    need = estimate_need(inputs(preference=declared, periods=[drew, idle_allowed]), NOW)
+    assert (planned(need), need.energy_source, need.energy_expected_kwh) == (0.0, "stopped_full", 0.0)
+    # planned at zero since: still full
+    later = NOW + timedelta(hours=1)
+    idle_planned = PeriodSample(NOW, later, 0.0, 0.0, 0.0)
+    need = estimate_need(inputs(preference=declared, periods=[drew, idle_allowed, idle_planned]), later)
+    assert need.energy_source == "stopped_full"
+    # kept at zero by our plan, or under the minimum current: no evidence
+    for limit_kw in (0.0, 1.0):
+        held = PeriodSample(START + timedelta(minutes=30), NOW, 0.0, 0.0, limit_kw)
+        need = estimate_need(inputs(preference=declared, periods=[drew, held]), NOW)
+        assert (planned(need), need.energy_source) == (pytest.approx(23.0), "declared")
+
+
+def test_a_draw_under_the_minimum_current_never_sets_the_car_maximum() -> None:
+    """A single-phase car on a three-phase connector under a 0.8 A per-phase limit draws 0.18 kW
+    of a limit worth 0.55 kW at three phases: not its own maximum."""
+    low = [
+        PeriodSample(
+            START + timedelta(minutes=15 * i), START + timedelta(minutes=15 * (i + 1)), 0.184, 0.8, 0.55
+        )
+        for i in range(3)
+    ]
+    need = estimate_need(inputs(periods=low), NOW)
+    assert (need.max_power_kw, need.max_power_source) == (None, "connector")

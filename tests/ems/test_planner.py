@@ -195,13 +195,18 @@ def test_needs_and_plans_are_stored_with_sources(loop: Loop) -> None:
     wait_for(lambda: declared_need() is not None)
     need = declared_need()
     assert need is not None and need.departure_source == "declared"
+    # the estimate is stored and shown: the 12 kWh declared
     assert need.energy_needed_kwh == pytest.approx(12.0)
     assert (need.max_power_source, need.phases_source) == ("connector", "connector")
     with loop.ems.ctx.db() as db:
         plan = db.scalars(select(PlanRecord).order_by(PlanRecord.id.desc())).first()
         assert plan is not None and plan.trigger and plan.inputs_digest and plan.site_version == 1
         assert plan is not None and plan.status in ("optimal", "feasible") and plan.site_id == "office-pv"
-        assert plan.result["sessions"]["s1"]["energy_planned_kwh"] == pytest.approx(12.0, abs=0.01)
+        # planned: up to 15 with the declaration's margin; leaving in 6 h, we are sure of 5:
+        # what 5 h at the power a car of unknown power is sure to get (1.84 kW) cannot cover
+        # is a need, the rest may come from PV only (`ems.needs`)
+        planned = plan.result["sessions"]["s1"]["energy_planned_kwh"]
+        assert 15.0 - 1.84 * 5.0 - 0.05 <= planned <= 15.0 + 0.01
 
 
 def test_profiles_wait_out_a_cpo_outage_and_arrive_once(loop: Loop) -> None:

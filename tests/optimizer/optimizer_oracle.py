@@ -65,8 +65,8 @@ def assert_feasible(problem: Problem, plan: Plan, *, min_current: bool | None = 
             if rule and lim.pmin_kw > 0:
                 assert p == 0 or p >= lim.pmin_kw - 1e-6, (s.session_id, t, p, lim.pmin_kw)
         assert math.isclose(sp.energy_planned_kwh, sum(sp.power_kw) * dt_h, abs_tol=1e-9)
-        assert sp.energy_planned_kwh <= s.energy_needed_kwh + 1e-5
-        assert math.isclose(sp.unmet_kwh, s.energy_needed_kwh - sp.energy_planned_kwh, abs_tol=1e-9)
+        assert sp.energy_planned_kwh <= s.energy_needed_kwh + s.energy_extra_kwh + 1e-5
+        assert math.isclose(sp.unmet_kwh, max(0.0, s.energy_needed_kwh - sp.energy_planned_kwh), abs_tol=1e-9)
         assert_profile_within_plan(problem, plan, s.session_id)
     if plan.method in OPTIMIZED and problem.options.tie_breaks:
         assert_shortage_shared(problem, plan)

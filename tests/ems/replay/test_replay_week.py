@@ -91,15 +91,35 @@ def test_optimized_beats_uncontrolled_safely(week: tuple[Path, Path, dict[str, d
 def test_close_to_perfect_foresight_when_told(
     week: tuple[Path, Path, dict[str, dict[str, Any]]], told: tuple[list[LoggedSession], dict[str, Any], Any]
 ) -> None:
-    """With the drivers' truth, the online planner reaches 90% of the bound's EV PV share.
-
-    (With the log's own declarations, mostly missing, the needs estimation costs much more:
-    see the report; that gap is measured, not asserted.)"""
+    """With the drivers' truth, the online planner reaches 90% of the bound's EV PV share."""
     _, _, kpis = week
     _, told_kpis, _ = told
     print("\nev_pv_share told-truth optimized:", told_kpis["ev_pv_share_ratio"])
     assert told_kpis["protection_violations"] == 0
     assert told_kpis["ev_pv_share_ratio"] >= 0.9 * kpis["perfect_foresight"]["ev_pv_share_ratio"]
+
+
+def test_close_to_perfect_foresight_with_the_logs_declarations(
+    week: tuple[Path, Path, dict[str, dict[str, Any]]],
+) -> None:
+    """With the log's own declarations (mostly missing, often wrong) the online planner still
+    reaches 90% of the bound's EV PV share (measured 91%), and delivers nearly all the energy
+    that fitted in each stay (measured 97.1%: cars that left well before their estimated
+    departure, or needed more than the most their history or declaration suggested)."""
+    log_path, out, kpis = week
+    opt, pf = kpis["optimized"], kpis["perfect_foresight"]
+    print("\nev_pv_share log-declarations optimized / perfect foresight:", opt["ev_pv_share_ratio"],
+          pf["ev_pv_share_ratio"])  # fmt: skip
+    assert opt["ev_pv_share_ratio"] >= 0.9 * pf["ev_pv_share_ratio"]
+    delivered = {
+        r["session_id"]: float(r["energy_delivered_kwh"])
+        for r in read_csv(out / "optimized" / "sessions_out.csv")
+    }
+    feasible = [s for s, _ in _feasible(logged(log_path))]
+    assert len(feasible) >= 40
+    share = sum(delivered[s.session_id] for s in feasible) / sum(s.energy_kwh for s in feasible)
+    print("delivered / requested where feasible, log declarations:", share)
+    assert share >= 0.97
 
 
 def _whole_steps(arrival: datetime, departure: datetime, step_s: int = 900) -> int:
@@ -126,7 +146,7 @@ def _feasible(sessions: list[LoggedSession]) -> list[tuple[LoggedSession, bool]]
 def test_delivers_what_was_feasible(told: tuple[list[LoggedSession], dict[str, Any], Any]) -> None:
     """Drivers who tell the truth get their energy, within 1%, wherever it fits in their stay.
 
-    Single-phase cars on three-phase connectors are left to the next test (a known gap)."""
+    Single-phase cars on three-phase connectors: the next test."""
     sessions, _, result = told
     delivered = dict(zip((s.session_id for s in result.sessions), result.delivered_kwh(), strict=True))
     checked = [s for s, one_on_three in _feasible(sessions) if not one_on_three]
@@ -139,15 +159,12 @@ def test_delivers_what_was_feasible(told: tuple[list[LoggedSession], dict[str, A
     assert not short
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="until its first meter values the EMS cannot know a car on a three-phase connector is "
-    "single-phase: the plan assumes three phases, the car draws a third of it, and the replay's "
-    "next re-plan (hourly or at the next event) comes too late for cars that need their whole stay",
-)
 def test_single_phase_cars_on_three_phase_connectors(
     told: tuple[list[LoggedSession], dict[str, Any], Any],
 ) -> None:
+    """Until its first meter values the EMS cannot know such a car draws on one phase; a full
+    car found full (`ems.needs`) and the need planned by the departure we are sure of leave it
+    the time to catch up."""
     sessions, _, result = told
     delivered = dict(zip((s.session_id for s in result.sessions), result.delivered_kwh(), strict=True))
     checked = [s for s, one_on_three in _feasible(sessions) if one_on_three]
