@@ -13,7 +13,7 @@ from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import selectinload
 
@@ -109,13 +109,17 @@ _SELECT_FOR_PATCH = select(
     _SESSIONS.c.party_id == bindparam("party_id"),
     _SESSIONS.c.session_id == bindparam("session_id"),
 )
-_SELECT_SAME_STARTS = select(_PERIODS.c.start_date_time, _PERIODS.c.dimensions).where(
+_LAST_POSITION = (
+    select(func.max(_PERIODS.c.position))
+    .where(_PERIODS.c.session_pk == bindparam("session_pk"))
+    .scalar_subquery()
+)
+_SELECT_TAIL = select(_PERIODS.c.position, _PERIODS.c.start_date_time, _PERIODS.c.dimensions).where(
     _PERIODS.c.session_pk == bindparam("session_pk"),
-    _PERIODS.c.start_date_time.in_(bindparam("starts", expanding=True)),
+    or_(_PERIODS.c.start_date_time >= bindparam("first_start"), _PERIODS.c.position == _LAST_POSITION),
 )
-_SELECT_LAST_POSITION = select(func.max(_PERIODS.c.position)).where(
-    _PERIODS.c.session_pk == bindparam("session_pk")
-)
+"""A session's periods from a PATCH's earliest start on, and its last one: one statement tells
+which of the PATCH's periods are already stored and where the new ones go."""
 _INSERT_PERIODS = insert(_PERIODS)
 _UPDATE_SESSION = update(_SESSIONS).where(_SESSIONS.c.id == bindparam("b_pk"))
 
@@ -126,13 +130,14 @@ def _append_periods(db: DbSession, session_pk: int, periods: list[Any]) -> None:
     A period identical to one already stored (same start and dimensions) is a retried PATCH:
     skipped, so a retry never doubles the energy. Core statements: this is the hot path.
     """
-    starts = [p.start_date_time for p in periods]
-    stored = {
-        (start, repr(dimensions))
-        for start, dimensions in db.execute(_SELECT_SAME_STARTS, {"session_pk": session_pk, "starts": starts})
-    }
-    last = db.scalar(_SELECT_LAST_POSITION, {"session_pk": session_pk})
-    position = -1 if last is None else last
+    first_start = min(p.start_date_time for p in periods)
+    stored: set[tuple[datetime, str]] = set()
+    position = -1
+    for at, start, dimensions in db.execute(
+        _SELECT_TAIL, {"session_pk": session_pk, "first_start": first_start}
+    ):
+        stored.add((start, repr(dimensions)))
+        position = max(position, at)
     rows = []
     for period in periods:
         dimensions = [d.model_dump(mode="json") for d in period.dimensions]
