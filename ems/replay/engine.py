@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy.orm import Session as DbSession
 
 from ems.clock import ManualClock
 from ems.config import Settings
@@ -213,31 +214,39 @@ class InProcessSink:
         self.calls = 0
         self._sessions: dict[int, tuple[int, str]] = {}
         """(partner, OCPI id) of each session key: they never change, so are read once."""
+        self._pending: list[dict[str, Any]] = []
 
     def _log(self, session_pk: int, kind: str, profile: dict[str, Any] | None, answer: str) -> str:
         request_id = str(uuid.uuid4())
-        with transaction(self.ctx.db) as db:
+        self._pending.append(
+            {
+                "request_id": request_id,
+                "session_pk": session_pk,
+                "kind": kind,
+                "charging_profile": profile,
+                "sent_at": self.ctx.clock.now(),
+                "response_result": answer,
+                "result": "ACCEPTED" if answer == "ACCEPTED" else None,
+            }
+        )
+        return request_id
+
+    def write_pending(self, db: DbSession) -> None:
+        """Store the requests logged since the last call, in the dispatcher's transaction that
+        records their answers (one insert for a run's calls instead of one transaction each)."""
+        if not self._pending:
+            return
+        rows, self._pending = self._pending, []
+        for row in rows:
+            session_pk = row["session_pk"]
             known = self._sessions.get(session_pk)
             if known is None:
-                row = db.execute(_SESSION_IDS, {"pk": session_pk}).one_or_none()
-                if row is None:
+                found = db.execute(_SESSION_IDS, {"pk": session_pk}).one_or_none()
+                if found is None:
                     raise ValueError(f"no session with key {session_pk}")
-                known = self._sessions[session_pk] = (row[0], row[1])
-            db.execute(
-                _LOG_REQUEST,
-                {
-                    "request_id": request_id,
-                    "partner_id": known[0],
-                    "session_pk": session_pk,
-                    "session_id": known[1],
-                    "kind": kind,
-                    "charging_profile": profile,
-                    "sent_at": self.ctx.clock.now(),
-                    "response_result": answer,
-                    "result": "ACCEPTED" if answer == "ACCEPTED" else None,
-                },
-            )
-        return request_id
+                known = self._sessions[session_pk] = (found[0], found[1])
+            row["partner_id"], row["session_id"] = known
+        db.execute(_LOG_REQUEST, rows)
 
     def send_profile(self, session_pk: int, charging_profile: dict[str, Any]) -> ProfileCallOutcome:
         self.calls += 1
