@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import Table, Update, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session as DbSession
@@ -55,6 +55,14 @@ class ProfileSink(Protocol):
     def send_profile(self, session_pk: int, charging_profile: dict[str, Any]) -> ProfileCallOutcome: ...
 
     def clear_profile(self, session_pk: int) -> ProfileCallOutcome: ...
+
+
+@runtime_checkable
+class BufferingSink(Protocol):
+    """A sink that logs its requests in memory (the replay's in-process CPO): the dispatcher
+    has them stored in the transaction that records the answers, before reading results."""
+
+    def write_pending(self, db: DbSession) -> None: ...
 
 
 class OcpiProfileSink:
@@ -371,6 +379,9 @@ class Dispatcher:
         outcomes = [(item, outcome) for item, (outcome, _) in zip(wanted, calls, strict=True) if outcome]
         if outcomes:
             self._record(outcomes)
+        elif isinstance(self.sink, BufferingSink):
+            with transaction(self.ctx.db) as db:
+                self.sink.write_pending(db)
         failures = [error for _, error in calls if error is not None]
         if failures:
             raise failures[0]
@@ -428,6 +439,9 @@ class Dispatcher:
         batches: dict[Update, list[dict[str, Any]]] = {}
         stale: list[int] = []
         with transaction(self.ctx.db) as db:
+            if isinstance(self.sink, BufferingSink):
+                # Its requests first: the answers below are checked against their results.
+                self.sink.write_pending(db)
             results_arrived = (
                 {rid for rid, result in db.execute(_RESULTS, {"request_ids": accepted}) if result}
                 if accepted

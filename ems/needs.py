@@ -427,20 +427,38 @@ HISTORY_SCAN = 2000
 """How many of a partner's latest completed sessions are searched for a token's history."""
 
 
+# The statements of every plan's inputs, built once (building them cost about as much as
+# running them).
+_PARTNERS = select(Partner).where(Partner.id.in_(bindparam("ids", expanding=True)))
+_PREFERENCES = (
+    select(ChargingPreference)
+    .where(ChargingPreference.session_pk.in_(bindparam("pks", expanding=True)))
+    .order_by(ChargingPreference.received_at, ChargingPreference.id)
+)
+_PERIODS = (
+    select(ChargingPeriod)
+    .where(ChargingPeriod.session_pk.in_(bindparam("pks", expanding=True)))
+    .order_by(ChargingPeriod.session_pk, ChargingPeriod.position)
+)
+_PROFILES_SENT = (
+    select(ProfileRequest.session_pk, ProfileRequest.sent_at, ProfileRequest.charging_profile)
+    .where(
+        ProfileRequest.session_pk.in_(bindparam("pks", expanding=True)),
+        ProfileRequest.kind == "set",
+        ProfileRequest.response_result == "ACCEPTED",
+    )
+    .order_by(ProfileRequest.id)
+)
+
+
 def load_stored_inputs(
     db: DbSession, sessions: Sequence[ChargingSession], past_powers: PastPowerCache | None = None
 ) -> StoredInputs:
     pks = [s.id for s in sessions]
-    partners = {
-        p.id: p for p in db.scalars(select(Partner).where(Partner.id.in_({s.partner_id for s in sessions})))
-    }
+    partners = {p.id: p for p in db.scalars(_PARTNERS, {"ids": list({s.partner_id for s in sessions})})}
 
     latest: dict[int, ChargingPreference] = {}
-    for row in db.scalars(
-        select(ChargingPreference)
-        .where(ChargingPreference.session_pk.in_(pks))
-        .order_by(ChargingPreference.received_at, ChargingPreference.id)
-    ):
+    for row in db.scalars(_PREFERENCES, {"pks": pks}):
         latest[row.session_pk] = row
     preferences: dict[int, Preference] = {}
     for session in sessions:
@@ -456,23 +474,11 @@ def load_stored_inputs(
         preferences[session.id] = parsed or Preference()
 
     periods: dict[int, list[ChargingPeriod]] = {pk: [] for pk in pks}
-    for period in db.scalars(
-        select(ChargingPeriod)
-        .where(ChargingPeriod.session_pk.in_(pks))
-        .order_by(ChargingPeriod.session_pk, ChargingPeriod.position)
-    ):
+    for period in db.scalars(_PERIODS, {"pks": pks}):
         periods[period.session_pk].append(period)
 
     profiles: dict[int, list[tuple[datetime, dict[str, Any]]]] = {pk: [] for pk in pks}
-    for session_pk, sent_at, profile in db.execute(
-        select(ProfileRequest.session_pk, ProfileRequest.sent_at, ProfileRequest.charging_profile)
-        .where(
-            ProfileRequest.session_pk.in_(pks),
-            ProfileRequest.kind == "set",
-            ProfileRequest.response_result == "ACCEPTED",
-        )
-        .order_by(ProfileRequest.id)
-    ):
+    for session_pk, sent_at, profile in db.execute(_PROFILES_SENT, {"pks": pks}):
         if profile and session_pk is not None:
             profiles[session_pk].append((sent_at, profile))
 

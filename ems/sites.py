@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import selectinload, sessionmaker
@@ -282,13 +282,17 @@ def get_site(
     return stored
 
 
+_CURRENT_VERSION = select(SiteRow.current_version).where(
+    SiteRow.id == bindparam("site_id"), SiteRow.deleted_at.is_(None)
+)
+"""Built once: the planner asks at every plan."""
+
+
 def current_site(ctx: EmsContext, site_id: str) -> tuple[Site, int]:
     """The current version's model and number, read and parsed once per version: what the
     planner needs at every plan, without the site file."""
     with ctx.db() as db:
-        version = db.scalar(
-            select(SiteRow.current_version).where(SiteRow.id == site_id, SiteRow.deleted_at.is_(None))
-        )
+        version = db.scalar(_CURRENT_VERSION, {"site_id": site_id})
         if version is None:
             raise SiteNotFoundError(f"unknown site {site_id!r}")
         site = _parsed(ctx, site_id, version)

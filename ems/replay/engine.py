@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy.orm import Session as DbSession
 
 from ems.clock import ManualClock
 from ems.config import Settings
@@ -41,7 +42,7 @@ from ems.ocpi.datetimes import parse_ocpi_datetime
 from ems.ocpi.partners import Caller, PartnerStatus
 from ems.ocpi.profiles import ProfileCallOutcome
 from ems.ocpi.schemas import ChargingPreferences, Session, SessionPatch
-from ems.ocpi.sessions import patch_session, put_charging_preferences, put_session
+from ems.ocpi.sessions import patch_sessions, put_charging_preferences, put_session
 from ems.ocpi.tokens import new_token, token_digest
 from ems.planner import Planner, PlannerSettings
 from ems.replay.log import LoggedSession
@@ -213,31 +214,39 @@ class InProcessSink:
         self.calls = 0
         self._sessions: dict[int, tuple[int, str]] = {}
         """(partner, OCPI id) of each session key: they never change, so are read once."""
+        self._pending: list[dict[str, Any]] = []
 
     def _log(self, session_pk: int, kind: str, profile: dict[str, Any] | None, answer: str) -> str:
         request_id = str(uuid.uuid4())
-        with transaction(self.ctx.db) as db:
+        self._pending.append(
+            {
+                "request_id": request_id,
+                "session_pk": session_pk,
+                "kind": kind,
+                "charging_profile": profile,
+                "sent_at": self.ctx.clock.now(),
+                "response_result": answer,
+                "result": "ACCEPTED" if answer == "ACCEPTED" else None,
+            }
+        )
+        return request_id
+
+    def write_pending(self, db: DbSession) -> None:
+        """Store the requests logged since the last call, in the dispatcher's transaction that
+        records their answers (one insert for a run's calls instead of one transaction each)."""
+        if not self._pending:
+            return
+        rows, self._pending = self._pending, []
+        for row in rows:
+            session_pk = row["session_pk"]
             known = self._sessions.get(session_pk)
             if known is None:
-                row = db.execute(_SESSION_IDS, {"pk": session_pk}).one_or_none()
-                if row is None:
+                found = db.execute(_SESSION_IDS, {"pk": session_pk}).one_or_none()
+                if found is None:
                     raise ValueError(f"no session with key {session_pk}")
-                known = self._sessions[session_pk] = (row[0], row[1])
-            db.execute(
-                _LOG_REQUEST,
-                {
-                    "request_id": request_id,
-                    "partner_id": known[0],
-                    "session_pk": session_pk,
-                    "session_id": known[1],
-                    "kind": kind,
-                    "charging_profile": profile,
-                    "sent_at": self.ctx.clock.now(),
-                    "response_result": answer,
-                    "result": "ACCEPTED" if answer == "ACCEPTED" else None,
-                },
-            )
-        return request_id
+                known = self._sessions[session_pk] = (found[0], found[1])
+            row["partner_id"], row["session_id"] = known
+        db.execute(_LOG_REQUEST, rows)
 
     def send_profile(self, session_pk: int, charging_profile: dict[str, Any]) -> ProfileCallOutcome:
         self.calls += 1
@@ -454,8 +463,8 @@ class _VirtualCpo:
         )
         car.open_start, car.open_energy_kwh = None, 0.0
 
-    def flush(self, car: _Car, now: datetime) -> None:
-        """PATCH what changed since the last push: kwh and the periods closed since.
+    def _update(self, car: _Car, now: datetime) -> tuple[str, SessionPatch] | None:
+        """The PATCH of what changed since the last push: kwh and the periods closed since.
 
         The running period is cut here and goes on in a new one, as a CPO's periodic meter
         update does: without it a car drawing a steady power would never show the EMS how
@@ -466,33 +475,40 @@ class _VirtualCpo:
             self._close_period(car, now)
             car.open_start, car.open_power_kw = now, power
         if car.pk is None or (not car.closed and abs(car.kwh - car.patched_kwh) < 1e-9):
-            return
+            return None
         body: dict[str, Any] = {"kwh": round(car.kwh, 6), "last_updated": now}
         if car.closed:
             body["charging_periods"] = car.closed
-        patch_session(
-            self.ctx,
-            self.caller,
-            CPO_COUNTRY,
-            CPO_PARTY,
-            car.log.session_id,
-            SessionPatch.model_validate(body),
-        )
         car.closed = []
         car.patched_kwh = car.kwh
+        return car.log.session_id, SessionPatch.model_validate(body)
 
-    def leave(self, car: _Car, now: datetime, draw_end_at: datetime) -> None:
-        self._close_period(car, draw_end_at)
-        self.flush(car, now)
-        body = SessionPatch.model_validate(
-            {
-                "status": "COMPLETED",
-                "end_date_time": max(car.log.departure, car.log.arrival),
-                "kwh": round(car.kwh, 6),
-                "last_updated": now,
-            }
-        )
-        patch_session(self.ctx, self.caller, CPO_COUNTRY, CPO_PARTY, car.log.session_id, body)
+    def _push(self, patches: list[tuple[str, SessionPatch]]) -> None:
+        """One simulated step's PATCHes, as the OCPI service applies them, in one transaction."""
+        patch_sessions(self.ctx, self.caller, CPO_COUNTRY, CPO_PARTY, patches)
+
+    def flush(self, cars: Iterable[_Car], now: datetime) -> None:
+        """Meter updates of every car that drew since its last one."""
+        self._push([update for car in cars if (update := self._update(car, now)) is not None])
+
+    def leave(self, leaving: Iterable[tuple[_Car, datetime]], now: datetime) -> None:
+        """Cars that left: each one's last meter update, then COMPLETED."""
+        patches: list[tuple[str, SessionPatch]] = []
+        for car, draw_end_at in leaving:
+            self._close_period(car, draw_end_at)
+            update = self._update(car, now)
+            if update is not None:
+                patches.append(update)
+            body = SessionPatch.model_validate(
+                {
+                    "status": "COMPLETED",
+                    "end_date_time": max(car.log.departure, car.log.arrival),
+                    "kwh": round(car.kwh, 6),
+                    "last_updated": now,
+                }
+            )
+            patches.append((car.log.session_id, body))
+        self._push(patches)
 
 
 def _ems(site: Site, start: datetime) -> tuple[EmsContext, Caller]:
@@ -578,9 +594,15 @@ def _replay_ems(
             t = start + timedelta(seconds=k * step_s)
             clock.set(t)
             triggers: list[str] = []
-            for car in leavings.get(k, []):
-                draw_end_at = start + timedelta(seconds=max(car.draw_start, car.draw_end) * step_s)
-                cpo.leave(car, t, min(draw_end_at, t))
+            leaving = leavings.get(k, [])
+            cpo.leave(
+                (
+                    (car, min(start + timedelta(seconds=max(car.draw_start, car.draw_end) * step_s), t))
+                    for car in leaving
+                ),
+                t,
+            )
+            for car in leaving:
                 plugged.pop(car.index, None)
                 triggers.append("session_STOPPED")
             for car in arrivals.get(k, []):
@@ -589,8 +611,7 @@ def _replay_ems(
                 triggers.append("session_STARTED")
             scheduled = k % replan_every == 0 and bool(plugged)
             if (triggers or scheduled) and k < n_steps:
-                for car in plugged.values():
-                    cpo.flush(car, t)
+                cpo.flush(plugged.values(), t)
                 t_plan = time.perf_counter()
                 planner.plan_site(site_id, "+".join(sorted(set(triggers))) or "schedule", t)
                 dispatcher.run_once()
