@@ -5,9 +5,10 @@ fixed ladder and records which rung it came from:
 
 - energy: the driver's declared need, else (target SOC − SOC on arrival) × battery capacity,
   else the median of this token's past sessions, else the site default; minus what was delivered;
-  and nothing more once the car has stopped drawing by itself (`stopped_full`: it drew nothing
-  while our limit let it draw at least the minimum current — its battery is full, whatever was
-  declared or estimated);
+  and nothing more from the grid once the car has stopped drawing by itself (`stopped_full`: it
+  drew nothing while our limit let it draw at least the minimum current — its battery is
+  probably full, whatever was declared or estimated; PV surplus is still offered, so a car that
+  only paused is not starved);
 - departure: declared, else start + this token's typical stay, else start + the site default
   stay; what is planned for is the departure we are sure of (declared − 1 h, estimated − 2 h;
   at least an hour from now) while it is ahead, then the expected one; once passed while the
@@ -291,7 +292,10 @@ def estimate_need(inputs: NeedInputs, now: datetime) -> Need:
 
     min_power_kw = MIN_CHARGING_CURRENT_A * inputs.phase_voltage_v * phases_drawn / 1000.0
     if stopped_by_itself(inputs.periods, inputs.connector_max_power_kw, min_power_kw):
-        needed, extra, energy_source = 0.0, 0.0, "stopped_full"
+        # Probably full; but a car that only paused must not be starved for the rest of its
+        # stay (a limit of 0 would hide that it wants more): nothing from the grid, all of it
+        # still offered from PV surplus.
+        needed, extra, energy_source = 0.0, upper_remaining, "stopped_full"
     expected = 0.0 if energy_source == "stopped_full" else max(0.0, total - inputs.delivered_kwh)
 
     return Need(

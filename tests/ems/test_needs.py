@@ -202,13 +202,19 @@ def test_a_single_phase_car_under_a_per_phase_limit_is_not_taken_for_self_limite
 
 
 def test_a_car_that_stopped_drawing_while_allowed_needs_nothing_more() -> None:
-    """A car that draws nothing while our limit lets it is full, whatever was declared; zero
-    drawn under a zero limit of ours shows nothing, and the car stays full once found."""
+    """A car that draws nothing while our limit lets it is full, whatever was declared: nothing
+    more from the grid, but PV surplus still offered (a car that only paused must not be starved);
+    zero drawn under a zero limit of ours shows nothing, and the car stays full once found."""
     declared = Preference(energy_need_kwh=20.0)
     drew = PeriodSample(START, START + timedelta(minutes=30), 7.0, 10.0, 11.0)
     idle_allowed = PeriodSample(START + timedelta(minutes=30), NOW, 0.0, 0.0, 11.0)
     need = estimate_need(inputs(preference=declared, periods=[drew, idle_allowed]), NOW)
-    assert (planned(need), need.energy_source, need.energy_expected_kwh) == (0.0, "stopped_full", 0.0)
+    assert (need.energy_needed_kwh, need.energy_source, need.energy_expected_kwh) == (
+        0.0,
+        "stopped_full",
+        0.0,
+    )
+    assert need.energy_extra_kwh == pytest.approx(planned(need)) and need.energy_extra_kwh > 0
     # planned at zero since: still full
     later = NOW + timedelta(hours=1)
     idle_planned = PeriodSample(NOW, later, 0.0, 0.0, 0.0)
