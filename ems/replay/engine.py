@@ -638,17 +638,33 @@ def _replay_ems(
                 progress(1)
     finally:
         ctx.close()
-    steps_actual = source.steps
+    return _result(config, site, start, n_steps, source.steps, sessions, placed, power, plan_ms, wall0)
+
+
+def _result(
+    config: ReplayConfig,
+    site: Site,
+    start: datetime,
+    n_steps: int,
+    actual: StepSeries,
+    sessions: Sequence[LoggedSession],
+    placed: dict[str, str],
+    power: FloatArray,
+    plan_ms: list[float],
+    wall0: float,
+) -> ReplayResult:
+    """What a replay measured, on the series that really happened over its `n_steps`."""
+    step_s = actual.step_s
     return ReplayResult(
         strategy=config.strategy,
         site=site,
         step_s=step_s,
         steps=tuple(start + timedelta(seconds=k * step_s) for k in range(n_steps)),
-        pv_kw=np.asarray(steps_actual.pv_kw[:n_steps], dtype=float),
-        base_load_kw=np.asarray(steps_actual.base_load_kw[:n_steps], dtype=float),
+        pv_kw=np.asarray(actual.pv_kw[:n_steps], dtype=float),
+        base_load_kw=np.asarray(actual.base_load_kw[:n_steps], dtype=float),
         price_eur_per_kwh=None
-        if steps_actual.price_eur_per_kwh is None
-        else np.asarray(steps_actual.price_eur_per_kwh[:n_steps], dtype=float),
+        if actual.price_eur_per_kwh is None
+        else np.asarray(actual.price_eur_per_kwh[:n_steps], dtype=float),
         sessions=tuple(sessions),
         session_connector=placed,
         power_kw=power,
@@ -762,22 +778,7 @@ def _replay_foresight(
         if progress is not None:
             progress(chunk_end - t)
         t = chunk_end
-    return ReplayResult(
-        strategy=config.strategy,
-        site=site,
-        step_s=step_s,
-        steps=tuple(start + timedelta(seconds=k * step_s) for k in range(n_steps)),
-        pv_kw=np.asarray(actual.pv_kw[:n_steps], dtype=float),
-        base_load_kw=np.asarray(actual.base_load_kw[:n_steps], dtype=float),
-        price_eur_per_kwh=None
-        if actual.price_eur_per_kwh is None
-        else np.asarray(actual.price_eur_per_kwh[:n_steps], dtype=float),
-        sessions=tuple(sessions),
-        session_connector=placed,
-        power_kw=power,
-        plan_ms=plan_ms,
-        wall_s=time.perf_counter() - wall0,
-    )
+    return _result(config, site, start, n_steps, actual, sessions, placed, power, plan_ms, wall0)
 
 
 def replay(
