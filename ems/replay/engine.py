@@ -350,6 +350,17 @@ def _cars(
     return cars, placed
 
 
+def _placed_cars(
+    site: Site, sessions: Sequence[LoggedSession], step_s: int
+) -> tuple[datetime, int, list[_Car], dict[str, str]]:
+    """The replay's span (start, number of steps) and its cars on their connectors, checked
+    for overlaps: what every strategy starts from."""
+    start, n_steps = replay_span(sessions, ZoneInfo(site.timezone), step_s)
+    cars, placed = _cars(site, sessions, start, step_s)
+    _check_overlaps(cars)
+    return start, n_steps, cars, placed
+
+
 def _check_overlaps(cars: Sequence[_Car]) -> None:
     last: dict[str, _Car] = {}
     for car in sorted(cars, key=lambda c: c.log.arrival):
@@ -551,12 +562,9 @@ def _replay_ems(
     progress: Progress | None,
 ) -> ReplayResult:
     wall0 = time.perf_counter()
-    zone = ZoneInfo(site.timezone)
     step_s = config.step_s
     step_h = step_s / 3600.0
-    start, n_steps = replay_span(sessions, zone, step_s)
-    cars, placed = _cars(site, sessions, start, step_s)
-    _check_overlaps(cars)
+    start, n_steps, cars, placed = _placed_cars(site, sessions, step_s)
     source = ReplaySeriesSource(
         series, start, step_s, n_steps + config.horizon_s // step_s + 1, config.forecast_error, config.seed
     )
@@ -701,9 +709,7 @@ def _replay_foresight(
     zone = ZoneInfo(site.timezone)
     step_s = config.step_s
     step_h = step_s / 3600.0
-    start, n_steps = replay_span(sessions, zone, step_s)
-    cars, placed = _cars(site, sessions, start, step_s)
-    _check_overlaps(cars)
+    start, n_steps, cars, placed = _placed_cars(site, sessions, step_s)
     actual = actual_steps(series, start, step_s, n_steps + config.horizon_s // step_s + 1)
     power = np.zeros((len(cars), n_steps))
     plan_ms: list[float] = []
