@@ -39,9 +39,10 @@ Constraints
 Stages (strict priorities, each optimum fixed by its stage row before the next)
     1  min Σ_k w_k·u[k]                       least unmet energy, weighted by priority
     2  min Σ_t dt·g[t] (self_consumption) | Σ_t price[t]·dt·(g[t] − x[t]·[price<0]) (cost)
-           | peak (peak), or a weighted sum of these;  − ε·Σ_k e[k], ε half the cheapest
-           import kWh (`optimizer.problem.extra_value_per_kwh`): extra energy only from PV
-           that no need takes
+           | peak (peak), or a weighted sum of these;  − Σ_k ε_k·e[k], ε_k from half to 0.9
+           of the cheapest import kWh, more for a window ending sooner
+           (`optimizer.problem.extra_values_per_kwh`): extra energy only from PV that no need
+           takes, first to the car with fewer PV hours left
     3  min z                                  only under shortage: unmet split in proportion
                                               to need, never all on one driver
     4  min Σ_k,j (2j+1)/S·s[k,j]             only under shortage: = Σ_k E_k·φ(u_k/E_k) with φ a
@@ -97,7 +98,7 @@ import scipy.sparse as sp
 
 from grid_models.electrical import PhaseLimit, constraints
 from grid_models.site import Site
-from optimizer.problem import extra_value_per_kwh
+from optimizer.problem import extra_values_per_kwh
 
 FloatArray = npt.NDArray[np.float64]
 INF = highspy.kHighsInf
@@ -601,7 +602,10 @@ class StagedLp:
                 c[self.c_peak] += w
         prices = self.steps.price_eur_per_kwh
         live_prices = None if prices is None else prices[: max(1, n)].tolist()
-        c[self.c_e : self.c_e + self.K] = -extra_value_per_kwh(self.steps.weights, live_prices)
+        ends = [s.end if s.active else n for s in self.slot_data]
+        c[self.c_e : self.c_e + self.K] = -np.asarray(
+            extra_values_per_kwh(self.steps.weights, live_prices, ends, n)
+        )
         return c
 
     def _stage_costs(self, stage: int) -> FloatArray:

@@ -48,8 +48,9 @@ class Session:
 
     `energy_extra_kwh`: what the car may take beyond its need when the need is an estimate (up
     to what its battery can still hold). It is never owed: it is planned only from PV that no
-    need takes — valued in the objective stage at half the cheapest grid energy of the horizon
-    (`extra_value_per_kwh`), so importing for it, or moving PV from a need to it, never pays.
+    need takes — valued in the objective stage at half to 0.9 of the cheapest grid energy of the
+    horizon, more for a car leaving sooner (`extra_values_per_kwh`), so importing for it, or
+    moving PV from a need to it, never pays.
     """
 
     session_id: str
@@ -139,6 +140,8 @@ class Problem:
 
 EXTRA_VALUE_RATIO = 0.5
 """Extra energy is worth this share of the cheapest grid kWh: less than any import costs."""
+EXTRA_URGENCY_RATIO = 0.4
+"""... and up to this share more for a car whose window ends sooner (`extra_values_per_kwh`)."""
 
 
 def extra_value_per_kwh(weights: Mapping[str, float], price: Sequence[float] | None) -> float:
@@ -155,6 +158,20 @@ def extra_value_per_kwh(weights: Mapping[str, float], price: Sequence[float] | N
             per_kwh = [v + w * p for v, p in zip(per_kwh, prices, strict=True)]
     cheapest = min(per_kwh)
     return EXTRA_VALUE_RATIO * cheapest if cheapest > 0 else 0.0
+
+
+def extra_values_per_kwh(
+    weights: Mapping[str, float], price: Sequence[float] | None, window_ends: Sequence[int], n_steps: int
+) -> list[float]:
+    """Each session's value of a kWh of extra energy (`extra_value_per_kwh`), more for a car
+    whose window ends sooner: when PV surplus is short, the car with fewer PV hours left gets it
+    first, and the later car still has the afternoon. Still under the cheapest import kWh."""
+    base = extra_value_per_kwh(weights, price)
+    if base == 0.0:
+        return [0.0] * len(window_ends)
+    span = max(1, n_steps)
+    urgency = EXTRA_URGENCY_RATIO / EXTRA_VALUE_RATIO
+    return [base * (1.0 + urgency * (1.0 - min(max(end, 0), span) / span)) for end in window_ends]
 
 
 def aligned(values: tuple[float, ...] | None, n_steps: int, hold_last: bool) -> list[float]:

@@ -26,7 +26,7 @@ Constraints (block `c`)
     pieces[s]    u[s] = Σ_j piece[s,j]
 
 Stage objectives (block `stage`), each fixed with a small tolerance before the next:
-    1 Σ_s w_s·u[s]; 2 the objective − ε·Σ_s e[s] (ε: `extra_value_per_kwh`); 3 z and
+    1 Σ_s w_s·u[s]; 2 the objective − Σ_s ε_s·e[s] (ε_s: `extra_values_per_kwh`); 3 z and
     4 Σ_s,j (2j+1)/10·piece[s,j] (under shortage);
     5 Σ_t dt·(hour(t)+1)/H·ev[t]; 6 peak.
 """
@@ -44,7 +44,7 @@ from pyomo.contrib.solver.solvers.highs import Highs
 from grid_models.electrical import constraints
 from optimizer.lp import FAIR_PIECES
 from optimizer.plan import session_limits
-from optimizer.problem import Problem, aligned, extra_value_per_kwh, validate_problem
+from optimizer.problem import Problem, aligned, extra_values_per_kwh, validate_problem
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -133,8 +133,9 @@ def _create_stages(m: pyo.ConcreteModel, problem: Problem) -> None:
         else:
             terms.append(w * m.peak)
     weights = {str(k): v for k, v in problem.objective_weights().items()}
-    extra_value = extra_value_per_kwh(weights, price if problem.price_eur_per_kwh else None)
-    terms.append(-extra_value * sum(m.e[s] for s in m.S))
+    ends = [lim.end for lim in session_limits(problem)]
+    extra_value = extra_values_per_kwh(weights, price if problem.price_eur_per_kwh else None, ends, n)
+    terms.append(-sum(extra_value[s] * m.e[s] for s in m.S))
     n_hours = math.floor((n - 1) * dt + 1e-9) + 1
     st = m.stage = pyo.Block()
     st.f = pyo.Expression(

@@ -160,8 +160,10 @@ def test_the_loop_closes(loop: Loop) -> None:
     )
     assert {a["session_id"] for a in applied} == {"v1", "v2", "v3"}
 
-    # When v1 leaves, the others are allowed more: none less than before, together strictly more
-    # (a car already planned at full power keeps its profile: only changed profiles are sent).
+    # When v1 leaves, the others are allowed more together (a car already planned at full power
+    # keeps its profile: only changed profiles are sent). Not each of them: scarce PV goes to
+    # the extra energy of the car leaving sooner first (`optimizer.problem.extra_values_per_kwh`),
+    # so the room v1 leaves may take some PV off another car's extra.
     wait_for(lambda: sessions(ctx)["v1"].status == "COMPLETED", 90, "v1 to leave")
     departed = sessions(ctx)["v1"].end_date_time
     assert departed is not None
@@ -178,7 +180,6 @@ def test_the_loop_closes(loop: Loop) -> None:
     now = ctx.clock.now()
     old = {sid: allowed_kwh(latest_profile(sid, departed), now, 2.0) for sid in ("v2", "v3")}
     new = {sid: allowed_kwh(latest_profile(sid, now), now, 2.0) for sid in ("v2", "v3")}
-    assert all(new[sid] >= old[sid] - 1e-6 for sid in new), (old, new)
     assert sum(new.values()) > sum(old.values()) + 1.0, (old, new)
 
     # Meter values follow the limits: no period draws more than the profile in force allowed.

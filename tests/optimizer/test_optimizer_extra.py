@@ -10,7 +10,7 @@ import pytest
 from optimizer_oracle import NOW, assert_feasible, at, one_breaker_site, pv_curve, sample_site
 
 from optimizer import PersistentPlanner, Problem, Session, SolveOptions, solve
-from optimizer.problem import ProblemError, extra_value_per_kwh
+from optimizer.problem import ProblemError, extra_value_per_kwh, extra_values_per_kwh
 from optimizer.pyomo_model import solve_reference
 
 LP = SolveOptions(min_current=False)
@@ -65,6 +65,32 @@ def test_extra_never_takes_pv_from_a_need() -> None:
     assert plan.grid_import_kwh == pytest.approx(cold.grid_import_kwh, abs=1e-6)
     assert _planned(plan, "need") == pytest.approx(8.0, abs=1e-6)
     assert 0.0 < _planned(plan, "extra") <= 30.0 + 1e-6
+
+
+def test_scarce_pv_goes_to_the_extra_of_the_car_leaving_sooner() -> None:
+    """Too little PV surplus for both: the car whose window ends sooner has fewer PV hours
+    left, so its extra comes first (`extra_values_per_kwh`); both models agree."""
+    conns = sample_site("office-pv").connectors()
+    problem = _office(
+        (
+            Session("later", conns[0].id, 0.0, at(11), energy_extra_kwh=40.0),
+            Session("sooner", conns[1].id, 0.0, at(9), energy_extra_kwh=40.0),
+        ),
+        12.0,
+    )
+    plan = solve(problem)
+    assert_feasible(problem, plan)
+    none = tuple(replace(s, energy_extra_kwh=0.0) for s in problem.sessions)
+    no_extra = solve(replace(problem, sessions=none))
+    assert plan.grid_import_kwh == pytest.approx(no_extra.grid_import_kwh, abs=1e-6)
+    assert _planned(plan, "sooner") > _planned(plan, "later")
+    both = _planned(plan, "sooner") + _planned(plan, "later")
+    alone = _planned(solve(replace(problem, sessions=problem.sessions[1:])), "sooner")
+    assert _planned(plan, "sooner") == pytest.approx(alone, abs=1e-6) and both > alone
+    values = extra_values_per_kwh({"self_consumption": 1.0}, None, [8, 36, 44], 44)
+    assert values[0] > values[1] > values[2] == 0.5 and max(values) < 1.0
+    reference = solve_reference(problem)
+    assert reference.stage_values[1] == pytest.approx(plan.stage_values[1], abs=1e-5)
 
 
 def test_extra_under_cost_and_peak_objectives() -> None:
