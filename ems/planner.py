@@ -141,6 +141,23 @@ class _Dirty:
     triggered_at: datetime | None = None
 
 
+def next_window_end(snapshot: Snapshot) -> datetime | None:
+    """When the first car still owed energy reaches the end of its plan window.
+
+    A need's window ends at the departure we are sure of (`ems.needs`), often before the car
+    leaves; the profile then falls to 0, and what the car still wants must be re-planned right
+    away, not at the next scheduled re-plan. A car found full takes PV only: it can wait.
+    """
+    ends = [
+        p.need.departure
+        for p in snapshot.sessions
+        if p.need.energy_source != "stopped_full"
+        and p.need.energy_needed_kwh + p.need.energy_extra_kwh > 0.0
+        and p.need.departure > snapshot.now
+    ]
+    return min(ends, default=None)
+
+
 def site_defaults(site: Site) -> SiteDefaults:
     """`defaults` in the site file (optional): `energy_kwh`, `stay_s`, `target_soc_pct`."""
     raw = site.extra.get("defaults") or {}
@@ -187,6 +204,7 @@ class Planner:
         self._connector_index: dict[tuple[str, str], str] | None = None
         self._phases_unknown: set[SessionKey] = set()
         self._past_powers = PastPowerCache()
+        self._window_ends: dict[str, datetime] = {}
         self.plans_made = 0
 
     # ---- events ----------------------------------------------------------------------------
@@ -370,7 +388,7 @@ class Planner:
             history=stored.history[row.id],
             defaults=defaults,
         )
-        return estimate_need(inputs, now)
+        return estimate_need(inputs, now, timedelta(seconds=self.settings.step_s))
 
     def _problem(self, site: Site, now: datetime, planned: list[PlannedSession]) -> Problem:
         settings = self.settings
@@ -524,6 +542,11 @@ class Planner:
                 else set()
             )
         with self._lock:
+            window_end = next_window_end(snapshot)
+            if window_end is None:
+                self._window_ends.pop(site_id, None)
+            else:
+                self._window_ends[site_id] = window_end
             for p in snapshot.sessions:
                 if p.key is None:
                     continue
@@ -536,6 +559,12 @@ class Planner:
             self.dispatcher.wake()
         return plan_id
 
+    def replan_due(self, site_id: str, now: datetime) -> bool:
+        """Whether a car's plan window on the site has ended (`next_window_end`) by `now`."""
+        with self._lock:
+            window_end = self._window_ends.get(site_id)
+        return window_end is not None and now >= window_end
+
     def plan_all(self, trigger: str = "schedule") -> None:
         for summary in sites.list_sites(self.ctx):
             self.mark_dirty(summary.site_id, trigger)
@@ -543,6 +572,12 @@ class Planner:
     # ---- the worker thread ------------------------------------------------------------------
 
     def _due(self) -> tuple[str, _Dirty] | None:
+        clock_now = self.ctx.clock.now()
+        for site_id, window_end in list(self._window_ends.items()):
+            if clock_now >= window_end and site_id not in self._dirty:
+                del self._window_ends[site_id]
+                now = time.monotonic()
+                self._dirty[site_id] = _Dirty(now, now, {"window_end"}, datetime.now(UTC))
         now = time.monotonic()
         for site_id, dirty in self._dirty.items():
             if (

@@ -5,7 +5,8 @@ through the same OCPI service the API uses, the driver's declared departure and 
 through `put_charging_preferences` only when declared, meter updates (kwh and charging
 periods with POWER, ENERGY and CURRENT) are PATCHed as the car draws, and the session is
 COMPLETED when it leaves. The EMS's Planner re-plans at each arrival, departure and
-preference, and on a schedule; its Dispatcher delivers profiles to an in-process sink, and
+preference, when a car's plan window ends while it stays (`Planner.replan_due`), and on a
+schedule; its Dispatcher delivers profiles to an in-process sink, and
 each car draws what the last profile it received allows, up to its true energy and power.
 So what is measured is the EMS as deployed: its needs estimation, its forecasts, its plans.
 
@@ -617,6 +618,8 @@ def _replay_ems(
                 cpo.arrive(car, t)
                 plugged[car.index] = car
                 triggers.append("session_STARTED")
+            if plugged and planner.replan_due(site_id, t):
+                triggers.append("window_end")
             scheduled = k % replan_every == 0 and bool(plugged)
             if (triggers or scheduled) and k < n_steps:
                 cpo.flush(plugged.values(), t)

@@ -64,17 +64,22 @@ def test_the_need_grows_as_the_sure_departure_nears_and_the_rest_is_extra() -> N
     assert need.energy_extra_kwh == pytest.approx(sure_kw * 7.0)
     early = estimate_need(inputs(preference=Preference(energy_need_kwh=5.0), delivered_kwh=0.0), NOW)
     assert (early.energy_needed_kwh, early.energy_extra_kwh) == (0.0, pytest.approx(6.25))
-    # at the sure departure all of it is a need, planned up to the declared departure; past
-    # it, still, over the next hour; half an hour before it, planned over at least an hour
+    # at the sure departure all of it is a need, due halfway to the departure expected (and
+    # re-planned when that comes); past the declared one, halfway through the overdue hour
     for later, until in (
-        (START + timedelta(hours=8), START + timedelta(hours=9)),
-        (START + timedelta(hours=10), START + timedelta(hours=11)),
+        (START + timedelta(hours=8), START + timedelta(hours=8, minutes=30)),
+        (START + timedelta(hours=10), START + timedelta(hours=10, minutes=30)),
+        (START + timedelta(hours=8, minutes=50), START + timedelta(hours=9, minutes=5)),
     ):
         need = estimate_need(inputs(preference=pref), later)
         assert (need.energy_needed_kwh, need.energy_extra_kwh) == (pytest.approx(23.0), 0.0)
         assert need.departure == until
+    # half an hour before it the window still ends at it: it does not slide with each re-plan
     soon = START + timedelta(hours=7, minutes=30)
-    assert estimate_need(inputs(preference=pref), soon).departure == soon + timedelta(hours=1)
+    assert estimate_need(inputs(preference=pref), soon).departure == START + timedelta(hours=8)
+    assert estimate_need(inputs(preference=pref), soon, timedelta(hours=1)).departure == soon + timedelta(
+        hours=1
+    )
     # a car that showed its own 7 kW is sure of 3.5 kW: 7 h at it (24.5 kWh) cover all 23
     periods = [
         PeriodSample(START, START + timedelta(minutes=15), 7.0, 10.1, 22.0),
@@ -83,6 +88,12 @@ def test_the_need_grows_as_the_sure_departure_nears_and_the_rest_is_extra() -> N
     need = estimate_need(inputs(preference=pref, periods=periods), NOW)
     assert (need.max_power_kw, need.energy_needed_kwh) == (7.0, 0.0)
     assert need.energy_extra_kwh == pytest.approx(23.0)
+    # a car that drew 6 kW at our 6 kW limit did not show its own maximum, but it can draw
+    # 6 kW: it is sure of 3 kW (7 h: 21 kWh of the 23)
+    at_limit = [replace(p, power_kw=6.0, limit_kw=6.0) for p in periods]
+    need = estimate_need(inputs(preference=pref, periods=at_limit), NOW)
+    assert need.max_power_kw is None
+    assert need.energy_needed_kwh == pytest.approx(23.0 - 3.0 * 7.0)
 
 
 def test_soc_and_capacity_give_the_energy() -> None:
@@ -122,7 +133,9 @@ def test_token_history_then_site_default() -> None:
     defaults = SiteDefaults(energy_kwh=7.0, stay=timedelta(hours=3))
     need = estimate_need(inputs(defaults=defaults), NOW)
     assert (planned(need), need.energy_source) == (pytest.approx(5.0), "site_default")
-    assert (need.departure, need.departure_source) == (START + timedelta(hours=3), "site_default")
+    assert (need.expected_departure, need.departure_source) == (START + timedelta(hours=3), "site_default")
+    # and 2 h earlier is already past: all of it is due, by halfway to the 3 h
+    assert need.departure == NOW + timedelta(hours=1) and need.energy_extra_kwh == 0.0
 
 
 def test_overdue_departure_gets_a_short_horizon() -> None:
@@ -215,6 +228,8 @@ def test_a_car_that_stopped_drawing_while_allowed_needs_nothing_more() -> None:
         0.0,
     )
     assert need.energy_extra_kwh == pytest.approx(planned(need)) and need.energy_extra_kwh > 0
+    # from PV only: no hurry, up to the departure expected
+    assert need.departure == need.expected_departure == START + timedelta(hours=8)
     # planned at zero since: still full
     later = NOW + timedelta(hours=1)
     idle_planned = PeriodSample(NOW, later, 0.0, 0.0, 0.0)

@@ -284,3 +284,41 @@ def test_first_meter_values_of_an_unknown_car_trigger_a_replan(loop: Loop) -> No
     loop.cpo.patch("/ocpi/2.2.1/sessions/NL/CPO/s1", json={"kwh": 1.8, "last_updated": stamp(2)})
     time.sleep(1.0)
     assert loop.planner.plans_made == plans_now
+
+
+def test_a_window_that_ends_while_the_car_stays_is_replanned_then(ems: RunningEms) -> None:
+    """The need's window ends at the departure we are sure of (an hour before the declared one);
+    the profile falls to 0 there, so the site is re-planned then, not at the next schedule."""
+    receiver = Receiver()
+    with ThreadedServer(receiver.app) as server:
+        token = add_registered_partner(
+            ems.ctx,
+            endpoints=[{"identifier": "chargingprofiles", "role": "RECEIVER", "url": f"{server.url}/cp"}],
+        )
+        sites.import_site(ems.ctx, json.loads(OFFICE.read_text()))
+        dispatcher = Dispatcher(ems.ctx, OcpiProfileSink(ems.ctx))
+        planner = Planner(ems.ctx, dispatcher, settings=PlannerSettings(step_s=2, min_current=False))
+        dispatcher.start()
+        planner.start()
+        try:
+            with httpx.Client(base_url=ems.url, headers=auth(token), timeout=10) as cpo:
+                loop = Loop(ems, receiver, cpo, planner, dispatcher)
+                start(loop, "s1", "FR*INE*E0007", need_kwh=12.0, stay_s=3600 + 6)
+
+                def triggers() -> list[str]:
+                    with ems.ctx.db() as db:
+                        return list(db.scalars(select(PlanRecord.trigger).order_by(PlanRecord.id)))
+
+                wait_for(lambda: "window_end" in triggers(), timeout_s=15.0)
+                # what it may still need is now due, by halfway to the declared departure
+                with ems.ctx.db() as db:
+                    plan = db.scalars(
+                        select(PlanRecord).where(PlanRecord.trigger == "window_end").order_by(PlanRecord.id)
+                    ).first()
+                assert plan is not None
+                planned = plan.result["sessions"]["s1"]
+                assert planned["energy_planned_kwh"] + planned["unmet_kwh"] == pytest.approx(15.0, abs=0.05)
+                assert len(plan.result["steps"]) >= 800  # half an hour of 2 s steps
+        finally:
+            planner.stop()
+            dispatcher.stop()

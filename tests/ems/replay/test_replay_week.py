@@ -91,20 +91,25 @@ def test_optimized_beats_uncontrolled_safely(week: tuple[Path, Path, dict[str, d
 def test_close_to_perfect_foresight_when_told(
     week: tuple[Path, Path, dict[str, dict[str, Any]]], told: tuple[list[LoggedSession], dict[str, Any], Any]
 ) -> None:
-    """With the drivers' truth, the online planner reaches 90% of the bound's EV PV share."""
+    """With the drivers' truth, the online planner comes within 15% of the bound's EV PV share
+    (measured 88.6%). What is left is the margin: a need is planned to be done an hour before
+    the declared departure, since the EMS cannot know this driver keeps their word, so the PV
+    of the stay's last hour goes to extra energy only. (When that window slid an hour ahead of
+    each re-plan, truthful drivers got 96%, and drivers who left early left without their
+    need: 98.3% of the June month's energy delivered, against 99.2% now.)"""
     _, _, kpis = week
     _, told_kpis, _ = told
     print("\nev_pv_share told-truth optimized:", told_kpis["ev_pv_share_ratio"])
     assert told_kpis["protection_violations"] == 0
-    assert told_kpis["ev_pv_share_ratio"] >= 0.9 * kpis["perfect_foresight"]["ev_pv_share_ratio"]
+    assert told_kpis["ev_pv_share_ratio"] >= 0.85 * kpis["perfect_foresight"]["ev_pv_share_ratio"]
 
 
 def test_close_to_perfect_foresight_with_the_logs_declarations(
     week: tuple[Path, Path, dict[str, dict[str, Any]]],
 ) -> None:
     """With the log's own declarations (mostly missing, often wrong) the online planner still
-    reaches 90% of the bound's EV PV share (measured 91%), and delivers nearly all the energy
-    that fitted in each stay (measured 97.0%: cars that left well before their estimated
+    reaches 90% of the bound's EV PV share (measured 92.9%), and delivers nearly all the energy
+    that fitted in each stay (measured 98.7%: cars that left well before their estimated
     departure, or needed more than the most their history or declaration suggested)."""
     log_path, out, kpis = week
     opt, pf = kpis["optimized"], kpis["perfect_foresight"]
@@ -119,7 +124,7 @@ def test_close_to_perfect_foresight_with_the_logs_declarations(
     assert len(feasible) >= 40
     share = sum(delivered[s.session_id] for s in feasible) / sum(s.energy_kwh for s in feasible)
     print("delivered / requested where feasible, log declarations:", share)
-    assert share >= 0.965
+    assert share >= 0.98
 
 
 def _whole_steps(arrival: datetime, departure: datetime, step_s: int = 900) -> int:
