@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -67,8 +68,9 @@ class Loop:
     dispatcher: Dispatcher
 
 
-@pytest.fixture
-def loop(ems: RunningEms) -> Iterator[Loop]:
+@contextmanager
+def running_loop(ems: RunningEms, settings: PlannerSettings) -> Iterator[Loop]:
+    """The office site, a CPO receiver, and a planner and dispatcher running on `ems`."""
     receiver = Receiver()
     with ThreadedServer(receiver.app) as server:
         token = add_registered_partner(
@@ -77,13 +79,21 @@ def loop(ems: RunningEms) -> Iterator[Loop]:
         )
         sites.import_site(ems.ctx, json.loads(OFFICE.read_text()))
         dispatcher = Dispatcher(ems.ctx, OcpiProfileSink(ems.ctx))
-        planner = Planner(ems.ctx, dispatcher, settings=PlannerSettings(min_current=False))
+        planner = Planner(ems.ctx, dispatcher, settings=settings)
         dispatcher.start()
         planner.start()
-        with httpx.Client(base_url=ems.url, headers=auth(token), timeout=10) as cpo:
-            yield Loop(ems, receiver, cpo, planner, dispatcher)
-        planner.stop()
-        dispatcher.stop()
+        try:
+            with httpx.Client(base_url=ems.url, headers=auth(token), timeout=10) as cpo:
+                yield Loop(ems, receiver, cpo, planner, dispatcher)
+        finally:
+            planner.stop()
+            dispatcher.stop()
+
+
+@pytest.fixture
+def loop(ems: RunningEms) -> Iterator[Loop]:
+    with running_loop(ems, PlannerSettings(min_current=False)) as running:
+        yield running
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
@@ -289,36 +299,20 @@ def test_first_meter_values_of_an_unknown_car_trigger_a_replan(loop: Loop) -> No
 def test_a_window_that_ends_while_the_car_stays_is_replanned_then(ems: RunningEms) -> None:
     """The need's window ends at the departure we are sure of (an hour before the declared one);
     the profile falls to 0 there, so the site is re-planned then, not at the next schedule."""
-    receiver = Receiver()
-    with ThreadedServer(receiver.app) as server:
-        token = add_registered_partner(
-            ems.ctx,
-            endpoints=[{"identifier": "chargingprofiles", "role": "RECEIVER", "url": f"{server.url}/cp"}],
-        )
-        sites.import_site(ems.ctx, json.loads(OFFICE.read_text()))
-        dispatcher = Dispatcher(ems.ctx, OcpiProfileSink(ems.ctx))
-        planner = Planner(ems.ctx, dispatcher, settings=PlannerSettings(step_s=2, min_current=False))
-        dispatcher.start()
-        planner.start()
-        try:
-            with httpx.Client(base_url=ems.url, headers=auth(token), timeout=10) as cpo:
-                loop = Loop(ems, receiver, cpo, planner, dispatcher)
-                start(loop, "s1", "FR*INE*E0007", need_kwh=12.0, stay_s=3600 + 6)
+    with running_loop(ems, PlannerSettings(step_s=2, min_current=False)) as loop:
+        start(loop, "s1", "FR*INE*E0007", need_kwh=12.0, stay_s=3600 + 6)
 
-                def triggers() -> list[str]:
-                    with ems.ctx.db() as db:
-                        return list(db.scalars(select(PlanRecord.trigger).order_by(PlanRecord.id)))
+        def triggers() -> list[str]:
+            with ems.ctx.db() as db:
+                return list(db.scalars(select(PlanRecord.trigger).order_by(PlanRecord.id)))
 
-                wait_for(lambda: "window_end" in triggers(), timeout_s=15.0)
-                # what it may still need is now due, by halfway to the declared departure
-                with ems.ctx.db() as db:
-                    plan = db.scalars(
-                        select(PlanRecord).where(PlanRecord.trigger == "window_end").order_by(PlanRecord.id)
-                    ).first()
-                assert plan is not None
-                planned = plan.result["sessions"]["s1"]
-                assert planned["energy_planned_kwh"] + planned["unmet_kwh"] == pytest.approx(15.0, abs=0.05)
-                assert len(plan.result["steps"]) >= 800  # half an hour of 2 s steps
-        finally:
-            planner.stop()
-            dispatcher.stop()
+        wait_for(lambda: "window_end" in triggers(), timeout_s=15.0)
+        # what it may still need is now due, by halfway to the declared departure
+        with ems.ctx.db() as db:
+            plan = db.scalars(
+                select(PlanRecord).where(PlanRecord.trigger == "window_end").order_by(PlanRecord.id)
+            ).first()
+        assert plan is not None
+        planned = plan.result["sessions"]["s1"]
+        assert planned["energy_planned_kwh"] + planned["unmet_kwh"] == pytest.approx(15.0, abs=0.05)
+        assert len(plan.result["steps"]) >= 800  # half an hour of 2 s steps
