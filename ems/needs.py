@@ -146,7 +146,7 @@ class Need:
     gets `energy_needed_kwh` and `energy_extra_kwh` instead (the most it may need, split)."""
     expected_departure: datetime | None = None
     """The departure declared or estimated (or overdue): what people are shown. The plan gets
-    `departure`, the one we are sure of while it is ahead."""
+    `departure`: the one we are sure of while it is ahead, then halfway to this one."""
 
 
 def learned_capacity_kwh(history: Sequence[PastSession]) -> float | None:
