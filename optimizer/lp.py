@@ -641,8 +641,13 @@ class StagedLp:
         tie_break_iteration_ratio: float = 1.0,
         tie_break_min_iterations: int = 1000,
         fairness: bool | None = None,
+        known_stage_values: Sequence[float] = (),
     ) -> StageOutcome:
         """Run the stages in order; a failed stage after the second keeps the last good solution.
+
+        `known_stage_values`: the optima of the first stages (1, 2, ... in order), already
+        proved by the caller (a MIP's rounded plan at its relaxation's bound); they are fixed
+        and not run again. The incumbent handed to `set_start` must reach them.
 
         LP models first try all pending stages at once, with a weighted sum of the stage
         objectives, then prove from the final basis which leading stages are exactly
@@ -692,6 +697,18 @@ class StagedLp:
         no_all = False
         single = False
         """Run the next stage alone (a weighted run's proof failed at its first stage)."""
+        for stage, v in enumerate(known_stage_values, start=1):
+            if not pending or pending[0] != stage:
+                break
+            values.append(v)
+            fixed[stage] = v
+            slack = 0.0 if (stage == 1 and v <= abs_tol) else abs_tol + rel_tol * abs(v)
+            self._set_row_bounds(self._stage_row(stage), -INF, (max(v, 0.0) if stage == 1 else v) + slack)
+            pending = pending[1:]
+            if stage == 1 and fair and v > 1e-6:
+                # under shortage: the fairness stages right after stage 2
+                pending = [s for s in pending if s <= 2] + [3, 4] + [s for s in pending if s > 4]
+                shortage_added = True
         while pending:
             stage = pending[0]
             if stage >= 5 and not binaries_fixed:
