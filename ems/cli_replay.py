@@ -45,6 +45,14 @@ def replay_command(
     ] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="seed of the forecast noise")] = 0,
     min_current: Annotated[str, typer.Option("--min-current", help="on | off")] = "on",
+    mip_max_binaries: Annotated[
+        int | None,
+        typer.Option(
+            "--mip-max-binaries",
+            help="above this many on/off decisions a plan meets the minimum current by rounding "
+            "the LP instead of the exact MIP (0: always; default: the server's)",
+        ),
+    ] = None,
     replan_min: Annotated[int, typer.Option("--replan-min", help="scheduled re-plan period, minutes")] = 60,
     objective: Annotated[str, typer.Option("--objective", help="self_consumption | cost | peak")] = (
         "self_consumption"
@@ -75,6 +83,8 @@ def replay_command(
         _fail(f"--min-current {min_current!r}: on or off")
     if not 0.0 <= forecast_error <= 5.0:
         _fail(f"--forecast-error {forecast_error}: between 0 and 5")
+    if mip_max_binaries is not None and mip_max_binaries < 0:
+        _fail(f"--mip-max-binaries {mip_max_binaries}: must be 0 or more")
     if replan_min <= 0:
         _fail(f"--replan-min {replan_min}: must be positive")
     if objective not in OBJECTIVES:
@@ -111,6 +121,7 @@ def replay_command(
             step_s=step_s,
             replan_s=replan_min * 60,
             min_current=min_current == "on",
+            mip_max_binaries=mip_max_binaries,
             objective=objective,
             forecast_error=forecast_error,
             seed=seed,

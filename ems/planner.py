@@ -86,6 +86,9 @@ class PlannerSettings:
     max_wait_s: float = 1.0
     objective: str = "self_consumption"
     min_current: bool = True
+    mip_max_binaries: int | None = None
+    """Above this many on/off decisions the minimum-current rule is met by rounding the LP,
+    not by the exact MIP (`SolveOptions.mip_max_binaries`; None: the optimizer's default)."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,12 @@ class _Dirty:
     last_at: float
     triggers: set[str] = field(default_factory=set)
     triggered_at: datetime | None = None
+
+
+def solve_options(min_current: bool, horizon_s: int, mip_max_binaries: int | None) -> SolveOptions:
+    """The optimizer's options of a plan (the optimizer's own defaults where None)."""
+    options = SolveOptions(min_current=min_current, horizon_cap_s=horizon_s)
+    return options if mip_max_binaries is None else replace(options, mip_max_binaries=mip_max_binaries)
 
 
 def next_window_end(snapshot: Snapshot) -> datetime | None:
@@ -440,7 +449,7 @@ class Planner:
             base_load_kw=series.base_load_kw,
             price_eur_per_kwh=series.price_eur_per_kwh,
             objective=settings.objective,  # type: ignore[arg-type]
-            options=SolveOptions(min_current=settings.min_current, horizon_cap_s=settings.horizon_s),
+            options=solve_options(settings.min_current, settings.horizon_s, settings.mip_max_binaries),
         )
 
     # ---- planning ---------------------------------------------------------------------------

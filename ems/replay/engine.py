@@ -45,7 +45,7 @@ from ems.ocpi.profiles import ProfileCallOutcome
 from ems.ocpi.schemas import ChargingPreferences, Session, SessionPatch
 from ems.ocpi.sessions import patch_sessions, put_charging_preferences, put_session
 from ems.ocpi.tokens import new_token, token_digest
-from ems.planner import Planner, PlannerSettings
+from ems.planner import Planner, PlannerSettings, solve_options
 from ems.replay.log import LoggedSession
 from ems.series import Series, StepSeries, resample
 from ems.sites import import_site
@@ -54,7 +54,7 @@ from ems.store.models import ChargingSession, Partner, ProfileRequest
 from grid_models.electrical import session_max_power_kw
 from grid_models.site import Connector, Site
 from grid_models.sitefile import site_to_dict
-from optimizer.problem import Plan, Problem, SolveOptions
+from optimizer.problem import Plan, Problem
 from optimizer.problem import Session as OptSession
 from optimizer.strategies import equal_share, perfect_foresight, pv_surplus, uncontrolled
 
@@ -87,6 +87,7 @@ class ReplayConfig:
     replan_s: int = 3600
     horizon_s: int = 36 * 3600
     min_current: bool = True
+    mip_max_binaries: int | None = None
     objective: str = "self_consumption"
     forecast_error: float = 0.0
     seed: int = 0
@@ -584,6 +585,7 @@ def _replay_ems(
             horizon_s=config.horizon_s,
             objective=config.objective,
             min_current=config.min_current,
+            mip_max_binaries=config.mip_max_binaries,
         ),
         solve=BASELINES.get(config.strategy),
     )
@@ -768,7 +770,7 @@ def _replay_foresight(
                 if actual.price_eur_per_kwh is None
                 else actual.price_eur_per_kwh[t : t + n_plan],
                 objective=config.objective,  # type: ignore[arg-type]
-                options=SolveOptions(min_current=config.min_current, horizon_cap_s=config.horizon_s),
+                options=solve_options(config.min_current, config.horizon_s, config.mip_max_binaries),
             )
             t_plan = time.perf_counter()
             plan = perfect_foresight(problem)

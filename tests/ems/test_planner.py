@@ -316,3 +316,14 @@ def test_a_window_that_ends_while_the_car_stays_is_replanned_then(ems: RunningEm
         planned = plan.result["sessions"]["s1"]
         assert planned["energy_planned_kwh"] + planned["unmet_kwh"] == pytest.approx(15.0, abs=0.05)
         assert len(plan.result["steps"]) >= 800  # half an hour of 2 s steps
+
+
+def test_the_minimum_current_rule_by_rounding_when_asked(ems: RunningEms) -> None:
+    """`mip_max_binaries=0`: the rule is met by rounding the LP (the replay's
+    `--mip-max-binaries 0`), not by the exact MIP the server uses at this size."""
+    with running_loop(ems, PlannerSettings(min_current=True, mip_max_binaries=0)) as loop:
+        start(loop, "s1", "FR*INE*E0007", need_kwh=12.0, stay_s=6 * 3600)
+        wait_for(lambda: len(loop.receiver.profiles_for("s1")) >= 1)
+        with ems.ctx.db() as db:
+            methods = set(db.scalars(select(PlanRecord.method)))
+        assert methods == {"lp_heuristic"}

@@ -36,6 +36,7 @@ def _bad(tmp_path: Path, name: str, text: str) -> Path:
         (["--strategy", "optimized,optimized"], "twice"),
         (["--step-min", "7"], "--step-min"),
         (["--min-current", "maybe"], "--min-current"),
+        (["--mip-max-binaries", "-1"], "--mip-max-binaries"),
         (["--forecast-error", "-1"], "--forecast-error"),
         (["--objective", "fastest"], "--objective"),
     ],
