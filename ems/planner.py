@@ -506,6 +506,7 @@ class Planner:
                             "estimated_at": snapshot.now,
                             "energy_needed_kwh": p.need.energy_expected_kwh,
                             "energy_source": p.need.energy_source,
+                            "energy_extra_kwh": p.need.energy_extra_kwh,
                             "departure": p.need.expected_departure or p.need.departure,
                             "departure_source": p.need.departure_source,
                             "max_power_kw": p.need.max_power_kw,

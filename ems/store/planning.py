@@ -14,7 +14,8 @@ from ems.store.models import Base, utcnow
 class SessionNeed(Base):
     """What a session still needs, as estimated at one moment, each figure with its source.
 
-    Sources: energy `declared` | `soc` | `token_history` | `site_default`; departure
+    Sources: energy `declared` | `soc` | `token_history` | `site_default` | `stopped_full` (it
+    stopped drawing while allowed: nothing more from the grid); departure
     `declared` | `token_history` | `site_default` | `overdue`; max power `learned` | `connector`;
     phases `learned` | `connector`; capacity `declared` | `learned` | `unknown`.
     """
@@ -25,7 +26,9 @@ class SessionNeed(Base):
     session_pk: Mapped[int] = mapped_column(ForeignKey("charging_session.id", ondelete="CASCADE"), index=True)
     estimated_at: Mapped[datetime]
     energy_needed_kwh: Mapped[float] = mapped_column(Float)
-    """Still to deliver from `estimated_at` on."""
+    """Still to deliver from `estimated_at` on, by the estimate."""
+    energy_extra_kwh: Mapped[float] = mapped_column(Float, server_default="0")
+    """What the plan offered it beyond its planned need from PV surplus only (`ems.needs`)."""
     energy_source: Mapped[str] = mapped_column(String(16))
     departure: Mapped[datetime]
     departure_source: Mapped[str] = mapped_column(String(16))

@@ -205,8 +205,10 @@ def test_needs_and_plans_are_stored_with_sources(loop: Loop) -> None:
     wait_for(lambda: declared_need() is not None)
     need = declared_need()
     assert need is not None and need.departure_source == "declared"
-    # the estimate is stored and shown: the 12 kWh declared
+    # the estimate is stored and shown: the 12 kWh declared; and what the plan offers beyond
+    # its need from PV only: what 5 h at the 1.84 kW a car of unknown power is sure of cover
     assert need.energy_needed_kwh == pytest.approx(12.0)
+    assert need.energy_extra_kwh == pytest.approx(1.84 * 5.0, abs=0.05)
     assert (need.max_power_source, need.phases_source) == ("connector", "connector")
     with loop.ems.ctx.db() as db:
         plan = db.scalars(select(PlanRecord).order_by(PlanRecord.id.desc())).first()
