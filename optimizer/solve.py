@@ -122,13 +122,20 @@ def _run(
     )
 
 
-def _round_pattern(
+ROUNDED_UP_SHARES = (1.0, 0.5, 0.25, 0.0)
+"""Of the fractional steps a car's energy needs rounded up, the share kept on in each attempt:
+when all of them on at once break a limit (cars that must take turns), half of them may not,
+and only the last attempt gives all that fractional energy up."""
+
+
+def _round_patterns(
     power: FloatArray, slots: list[SlotData], slot_of: list[int], eps: float = 1e-6
-) -> tuple[FloatArray, FloatArray]:
-    """On/off pattern from a relaxed plan: (with fractional steps rounded up where their energy
-    needs them, with every fractional step off)."""
-    pattern = np.full(power.shape, np.nan)
-    safe = np.full(power.shape, np.nan)
+) -> list[FloatArray]:
+    """On/off patterns from a relaxed plan, to try in turn: every step at or above the minimum
+    on, and of each car's fractional steps as many as its fractional energy needs at the
+    minimum (largest first, then earliest), then fewer of them (`ROUNDED_UP_SHARES`)."""
+    base = np.full(power.shape, np.nan)
+    rounded_up: list[tuple[int, npt.NDArray[np.int64]]] = []
     for k in slot_of:
         s = slots[k]
         if s.pmin_kw <= 0:
@@ -136,15 +143,19 @@ def _round_pattern(
         row = power[k]
         on = row >= s.pmin_kw - eps
         frac = (row > eps) & ~on
-        pattern[k] = np.where(on, 1.0, 0.0)
-        safe[k] = pattern[k]
+        base[k] = np.where(on, 1.0, 0.0)
         idx = np.flatnonzero(frac)
         if idx.size:
             energy_units = float(row[idx].sum()) / s.pmin_kw
             n_on = min(idx.size, math.ceil(energy_units - 1e-9))
-            order = idx[np.lexsort((idx, -row[idx]))][:n_on]  # largest first, then earliest
-            pattern[k, order] = 1.0
-    return pattern, safe
+            rounded_up.append((k, idx[np.lexsort((idx, -row[idx]))][:n_on]))
+    patterns = []
+    for share in ROUNDED_UP_SHARES if rounded_up else (0.0,):
+        pattern = base.copy()
+        for k, order in rounded_up:
+            pattern[k, order[: math.ceil(order.size * share - 1e-9)]] = 1.0
+        patterns.append(pattern)
+    return patterns
 
 
 def _heuristic(model: StagedLp, problem: Problem, slot_of: list[int]) -> tuple[StageOutcome, list[float]]:
@@ -161,9 +172,8 @@ def _heuristic(model: StagedLp, problem: Problem, slot_of: list[int]) -> tuple[S
     if not relaxed.ok:
         return relaxed, []
     slots = model.slot_data
-    pattern, safe = _round_pattern(relaxed.power_kw, slots, slot_of)
     outcome = relaxed
-    for pat in (pattern, safe):
+    for pat in _round_patterns(relaxed.power_kw, slots, slot_of):
         model.load(model.steps, slots, pattern=pat)
         remaining = max(0.05, opts.time_limit_s - (time.perf_counter() - t0))
         outcome = _run(model, opts, opts.tie_breaks, remaining)
