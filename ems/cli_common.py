@@ -7,8 +7,9 @@ exit code 2 on bad input (`InputError`, `fail_input`), before any work starts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import typer
 
@@ -19,6 +20,7 @@ from grid_models.sitefile import load_site
 from grid_models.validation import SiteValidationError
 
 EXIT_BAD_INPUT = 2
+T = TypeVar("T")
 
 
 class InputError(ValueError):
@@ -42,6 +44,19 @@ def fail_input(command: str, message: str) -> NoReturn:
     """One line on stderr, `ems <command>: error: ...`, whitespace folded; exit code 2."""
     typer.echo(f"ems {command}: error: {' '.join(message.split())}", err=True)
     raise typer.Exit(code=EXIT_BAD_INPUT)
+
+
+def read_file_option(
+    path: Path, option: str, read: Callable[[Path], T], errors: tuple[type[Exception], ...]
+) -> T:
+    """The file named by a command-line option, read by `read`; its `errors` (and a missing
+    file) become an `InputError` naming the option."""
+    if not path.is_file():
+        raise InputError(f"{option}: file {str(path)!r} not found")
+    try:
+        return read(path)
+    except errors as exc:
+        raise InputError(f"{option}: {exc}") from None
 
 
 def read_site_option(path: Path, option: str = "--site") -> Site:

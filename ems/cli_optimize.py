@@ -16,7 +16,7 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from ems.cli_common import InputError, fail_input, read_site_option
+from ems.cli_common import InputError, fail_input, read_file_option, read_site_option
 from ems.series import SeriesError, parse_timestamp, read_series, resample
 from grid_models.site import Site
 from optimizer import ObjectiveName, Plan, Problem, ProblemError, Session, SolveOptions, solve
@@ -218,12 +218,9 @@ def run_optimize(args: _Args) -> dict[str, Any]:
     )
     n = problem.n_steps()
     if args.series is not None:
-        if not args.series.is_file():
-            raise InputError(f"--series: file {str(args.series)!r} not found")
-        try:
-            steps = resample(read_series(args.series), now, step_s, n)
-        except SeriesError as exc:
-            raise InputError(str(exc)) from None
+        steps = resample(
+            read_file_option(args.series, "--series", read_series, (SeriesError,)), now, step_s, n
+        )
         problem = Problem(
             site=site,
             now=now,

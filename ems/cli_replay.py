@@ -13,7 +13,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from ems.cli_common import InputError, fail_input, read_site_option
+from ems.cli_common import InputError, fail_input, read_file_option, read_site_option
 
 LONG_REPLAY_DAYS = 7
 """Replays longer than this show a progress bar on stderr."""
@@ -91,22 +91,12 @@ def replay_command(
         _fail(f"--objective {objective!r}: expected one of {', '.join(OBJECTIVES)}")
     try:
         site_model = read_site_option(site)
+        log = read_file_option(sessions, "--sessions", read_session_log, (LogError,))
+        series_data = (
+            None if series is None else read_file_option(series, "--series", read_series, (SeriesError,))
+        )
     except InputError as exc:
         _fail(str(exc))
-    if not sessions.is_file():
-        _fail(f"--sessions: file {str(sessions)!r} not found")
-    try:
-        log = read_session_log(sessions)
-    except LogError as exc:
-        _fail(f"--sessions: {exc}")
-    series_data = None
-    if series is not None:
-        if not series.is_file():
-            _fail(f"--series: file {str(series)!r} not found")
-        try:
-            series_data = read_series(series)
-        except SeriesError as exc:
-            _fail(f"--series: {exc}")
     if out.exists() and not out.is_dir():
         _fail(f"--out {out}: exists and is not a folder")
 
