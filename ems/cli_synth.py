@@ -16,7 +16,8 @@ from typing import Annotated, cast
 import typer
 
 from ems.cli_common import InputError, fail_input, read_site_option
-from ems.synth import PATTERNS, Pattern, SynthError, synth_log, write_sessions_csv
+from ems.replay.log import write_sessions_csv
+from ems.synth import PATTERNS, Pattern, SynthError, synth_log
 
 app = typer.Typer(add_completion=False, help="Synthetic session logs (formats §3).")
 

@@ -110,6 +110,13 @@ def parse_series(text: str, source: str = "series.csv") -> Series:
     return Series(tuple(stamps), col("pv_kw"), col("price_eur_per_kwh"), col("base_load_kw"))
 
 
+def format_number(value: float) -> str:
+    """Shortest fixed-point text to 3 decimals: 7.4, 11, 0.125 (no exponent, no −0): how the
+    files this project writes (series, session logs) spell numbers."""
+    text = f"{round(value, 3) + 0.0:.3f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
 def read_series(path: str | Path) -> Series:
     """The series in the file at `path` (UTF-8 CSV, formats §2)."""
     p = Path(path)

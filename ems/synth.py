@@ -67,10 +67,8 @@ Year series (`synth_year_series`), 15-minute rows over the calendar year in the 
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -81,9 +79,9 @@ import numpy as np
 import numpy.typing as npt
 
 from ems.forecasts import TimeOfUse, office_base_load_kw, pv_clear_sky_kw
-from ems.replay.log import CSV_COLUMNS as SESSION_COLUMNS
+from ems.replay.log import LoggedSession
 from ems.series import COLUMNS as SERIES_COLUMNS
-from ems.series import Series
+from ems.series import Series, format_number
 from grid_models.site import Site
 
 Pattern = Literal["workplace", "public"]
@@ -160,31 +158,10 @@ class SynthError(ValueError):
 
 
 @dataclass(frozen=True)
-class SynthSession:
-    """One row of `sessions.csv` (formats §3). Times are aware, in the site's zone; `None` is an
-    empty cell (the driver did not declare it). `connector` is the site's connector id."""
-
-    session_id: str
-    evse_uid: str
-    connector_id: str
-    token_uid: str
-    arrival: datetime
-    departure: datetime
-    energy_kwh: float
-    max_power_kw: float
-    vehicle_phases: int
-    declared_departure: datetime | None
-    declared_energy_kwh: float | None
-    soc_arrival_pct: float | None
-    battery_capacity_kwh: float | None
-    connector: str
-
-
-@dataclass(frozen=True)
 class SynthLog:
     """The sessions written and how many cars found no free connector."""
 
-    sessions: tuple[SynthSession, ...]
+    sessions: tuple[LoggedSession, ...]
     skipped: int
 
     @property
@@ -393,7 +370,7 @@ def synth_log(
 
     visits.sort(key=lambda v: (v.arrival, v.order))
     busy_until = [datetime.min.replace(tzinfo=UTC)] * len(connectors)
-    sessions: list[SynthSession] = []
+    sessions: list[LoggedSession] = []
     skipped = 0
     for v in visits:
         free = [i for i, until in enumerate(busy_until) if until <= v.arrival]
@@ -410,7 +387,7 @@ def synth_log(
 
 def _session(
     rng: np.random.Generator, v: _Visit, number: int, connector: str, site: Site, zone: ZoneInfo
-) -> SynthSession:
+) -> LoggedSession:
     d = v.driver
     conn = next(c for c in site.connectors() if c.id == connector)
     declared_departure: datetime | None = None
@@ -429,7 +406,7 @@ def _session(
     if rng.random() < d.p_declare_soc:
         soc_pct = float(math.floor(v.soc * 100.0 + 1e-9))
         capacity = d.battery_kwh
-    return SynthSession(
+    return LoggedSession(
         session_id=f"s{number:05d}",
         evse_uid=conn.evse_uid,
         connector_id=conn.connector_id,
@@ -443,7 +420,6 @@ def _session(
         declared_energy_kwh=declared_energy,
         soc_arrival_pct=soc_pct,
         battery_capacity_kwh=capacity,
-        connector=connector,
     )
 
 
@@ -454,56 +430,12 @@ def synth_sessions(
     days: int,
     seed: int,
     sessions_per_day: float | None = None,
-) -> list[SynthSession]:
+) -> list[LoggedSession]:
     """The session log of `synth_log`, in arrival order (the skipped cars are not in it)."""
     return list(synth_log(site, pattern, start_date, days, seed, sessions_per_day).sessions)
 
 
 # ---- writers ------------------------------------------------------------------------------------
-
-
-def _num(value: float) -> str:
-    """Shortest fixed-point text to 3 decimals: 7.4, 11, 0.125 (no exponent, no −0)."""
-    text = f"{round(value, 3) + 0.0:.3f}".rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
-
-
-def _time(value: datetime | None) -> str:
-    return "" if value is None else value.isoformat(timespec="seconds")
-
-
-def _opt(value: float | None) -> str:
-    return "" if value is None else _num(value)
-
-
-def sessions_csv_text(sessions: Iterable[SynthSession]) -> str:
-    """`sessions.csv` (formats §3): the exact header, ISO 8601 times with the site's offset."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(SESSION_COLUMNS)
-    for s in sessions:
-        writer.writerow(
-            (
-                s.session_id,
-                s.evse_uid,
-                s.connector_id,
-                s.token_uid,
-                _time(s.arrival),
-                _time(s.departure),
-                _num(s.energy_kwh),
-                _num(s.max_power_kw),
-                str(s.vehicle_phases),
-                _time(s.declared_departure),
-                _opt(s.declared_energy_kwh),
-                _opt(s.soc_arrival_pct),
-                _opt(s.battery_capacity_kwh),
-            )
-        )
-    return out.getvalue()
-
-
-def write_sessions_csv(sessions: Iterable[SynthSession], path: str | Path) -> None:
-    Path(path).write_text(sessions_csv_text(sessions), encoding="utf-8")
 
 
 def series_csv_text(series: Series, timezone: str) -> str:
@@ -515,7 +447,7 @@ def series_csv_text(series: Series, timezone: str) -> str:
     ]
     lines = [",".join(["timestamp", *(name for name, _ in columns)])]
     for i, t in enumerate(series.timestamps):
-        lines.append(",".join([t.astimezone(zone).isoformat(), *(_num(v[i]) for _, v in columns)]))
+        lines.append(",".join([t.astimezone(zone).isoformat(), *(format_number(v[i]) for _, v in columns)]))
     return "\n".join(lines) + "\n"
 
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ems.series import SeriesError, parse_timestamp
+from ems.series import SeriesError, format_number, parse_timestamp
 
 CSV_COLUMNS = (
     "session_id",
@@ -287,18 +287,41 @@ def read_session_log(path: str | Path) -> list[LoggedSession]:
     return parse_sessions_csv(text, str(p))
 
 
-def _fmt(value: datetime | float | int | str | None) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
+def _iso(value: datetime | None) -> str:
+    return "" if value is None else value.isoformat(timespec="seconds")
+
+
+def _opt(value: float | None) -> str:
+    return "" if value is None else format_number(value)
+
+
+def sessions_csv_text(sessions: Iterable[LoggedSession]) -> str:
+    """`sessions.csv` (formats §3): the exact header, ISO 8601 times with their offset, numbers
+    to 3 decimals, an empty cell for what the driver did not declare."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for s in sessions:
+        writer.writerow(
+            (
+                s.session_id,
+                s.evse_uid,
+                s.connector_id,
+                s.token_uid,
+                _iso(s.arrival),
+                _iso(s.departure),
+                format_number(s.energy_kwh),
+                _opt(s.max_power_kw),
+                str(s.vehicle_phases),
+                _iso(s.declared_departure),
+                _opt(s.declared_energy_kwh),
+                _opt(s.soc_arrival_pct),
+                _opt(s.battery_capacity_kwh),
+            )
+        )
+    return out.getvalue()
 
 
 def write_sessions_csv(sessions: Iterable[LoggedSession], path: str | Path) -> None:
-    """Write a log in the §3 CSV form (the sample generator and tests use it)."""
-    with Path(path).open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(CSV_COLUMNS)
-        for s in sessions:
-            writer.writerow([_fmt(getattr(s, c)) for c in CSV_COLUMNS])
+    """Write a log in the §3 CSV form (`ems synth`, tests)."""
+    Path(path).write_text(sessions_csv_text(sessions), encoding="utf-8")

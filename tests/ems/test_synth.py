@@ -24,12 +24,12 @@ import typer
 from typer.testing import CliRunner
 
 from ems.cli_synth import synth_command
+from ems.replay.log import CSV_COLUMNS as SESSION_COLUMNS
+from ems.replay.log import sessions_csv_text
 from ems.series import Series, parse_series, read_series
 from ems.synth import (
-    SESSION_COLUMNS,
     SynthError,
     series_csv_text,
-    sessions_csv_text,
     synth_log,
     synth_sessions,
     synth_year_series,
