@@ -412,6 +412,14 @@ def driver_view(ctx: EmsContext, session_pk: int) -> DriverView:
             else:
                 max_kw = need.max_power_kw
             met = curve.unmet_kwh <= MET_TOLERANCE_KWH
+            if met and expected is not None and need_total > expected + MET_TOLERANCE_KWH:
+                # early in a stay only what is due by then is planned (`ems.needs`): the rest
+                # comes as the departure nears, or sooner from the sun
+                notes.append(
+                    f"{expected - row.kwh:.1f} kWh of it is planned so far; the rest is planned as "
+                    "your departure nears, from the solar panels when they can."
+                )
+                expected = need_total
             if not met:
                 hours = max(0.0, (need.departure - plan.planned_for).total_seconds()) / 3600.0
                 if max_kw is not None and max_kw * hours < need.energy_needed_kwh - MET_TOLERANCE_KWH:

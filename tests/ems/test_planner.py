@@ -18,8 +18,12 @@ from sqlalchemy import func, select
 
 from ems import sites
 from ems.dispatch import Dispatcher, OcpiProfileSink
+from ems.driver import DriverView, driver_view
+from ems.forecasts import import_series
 from ems.ocpi.datetimes import format_ocpi_datetime, parse_ocpi_datetime
 from ems.planner import Planner, PlannerSettings
+from ems.series import Series
+from ems.store.models import ChargingSession
 from ems.store.planning import PlanRecord, ProfileOutbox, SessionNeed
 from optimizer.problem import Plan, Problem
 from tests.conftest import RunningEms, add_registered_partner, auth
@@ -329,3 +333,26 @@ def test_the_minimum_current_rule_by_rounding_when_asked(ems: RunningEms) -> Non
         with ems.ctx.db() as db:
             methods = set(db.scalars(select(PlanRecord.method)))
         assert methods == {"lp_heuristic"}
+
+
+def test_the_driver_sees_all_of_the_need_expected_when_only_part_is_planned_yet(loop: Loop) -> None:
+    """Early in a stay only what is due is planned, plus what little PV may give: the widget
+    says the whole need is expected and how much is planned so far, not a smaller total."""
+    now = datetime.now(UTC)
+    steps = tuple(now - timedelta(hours=1) + timedelta(minutes=15 * k) for k in range(48))
+    import_series(loop.ems.ctx, "office-pv", Series(steps, pv_kw=(0.5,) * 48, base_load_kw=(0.0,) * 48))
+    start(loop, "s1", "FR*INE*E0007", need_kwh=12.0, stay_s=8 * 3600)
+    with loop.ems.ctx.db() as db:
+        pk = db.scalar(select(ChargingSession.id).where(ChargingSession.session_id == "s1"))
+    assert pk is not None
+
+    def view() -> DriverView:
+        return driver_view(loop.ems.ctx, pk)
+
+    wait_for(lambda: view().up_to_date and view().need is not None)
+    shown = view()
+    assert shown.met is True and shown.curve is not None
+    planned = sum(shown.curve.power_kw) * shown.curve.step_s / 3600.0
+    assert planned < 11.0  # 15 kWh at most, 7 h at the 1.84 kW it is sure of cover 12.9 of it
+    assert shown.expected_at_departure_kwh == pytest.approx(12.0)
+    assert any(f"{planned:.1f} kWh of it is planned so far" in note for note in shown.notes)
