@@ -5,7 +5,7 @@ The baseline, measured in the same run on the same days, is the `uncontrolled` s
 same virtual CPO, OCPI services, Planner and Dispatcher with a trivial solver, so the ratio
 isolates what the optimizer costs over the EMS's own plumbing. `perfect_foresight` (no EMS,
 one optimizer plan a day) shows the optimizer alone. Bounded: 5 working days of June (2 with
-BENCH_QUICK=1); the colleague's example log is used when present, else the replay's generator.
+BENCH_QUICK=1) of the example log (`examples/logs/office-pv-2026-06.csv`, made by `ems synth`).
 
 The year estimate scales the optimized run by sessions (a year log's weekends cost nothing, its
 working days about what these do); CPU time is printed beside wall time because the machine is
@@ -23,7 +23,6 @@ from typing import Any
 from ems.replay.engine import ReplayConfig, replay
 from ems.replay.kpis import percentile
 from ems.replay.log import LoggedSession, read_session_log
-from ems.replay.sample import office_log, office_series
 from ems.series import Series, read_series
 from grid_models.sitefile import load_site
 
@@ -37,12 +36,9 @@ FIRST_DAY = date(2026, 6, 1)
 
 
 def _inputs(n_days: int) -> tuple[list[LoggedSession], Series]:
-    site = load_site(SITE_FILE)
     last = date.fromordinal(FIRST_DAY.toordinal() + n_days)
-    if EXAMPLE_LOG.is_file() and EXAMPLE_SERIES.is_file():
-        sessions = [s for s in read_session_log(EXAMPLE_LOG) if FIRST_DAY <= s.arrival.date() < last]
-        return sessions, read_series(EXAMPLE_SERIES)
-    return office_log(site, FIRST_DAY, n_days, seed=3), office_series(site, FIRST_DAY, n_days, seed=3)
+    sessions = [s for s in read_session_log(EXAMPLE_LOG) if FIRST_DAY <= s.arrival.date() < last]
+    return sessions, read_series(EXAMPLE_SERIES)
 
 
 def measure(

@@ -1,7 +1,6 @@
 """Shared inputs of the replay tests: the office site, a month (or week) of log and series.
 
-The colleague's example log and series are used when present; otherwise the replay's own
-seeded generator makes them (pvlib clear sky × a random cloudiness per day).
+The example log and series (`examples/`, made by `ems synth`), cut to the days a test needs.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from datetime import date
 from pathlib import Path
 
 from ems.replay.log import LoggedSession, read_session_log, write_sessions_csv
-from ems.replay.sample import office_log, office_series, write_series_csv
 from grid_models.site import Site
 from grid_models.sitefile import load_site
 
@@ -28,19 +26,14 @@ def office_site() -> Site:
 def month_inputs(folder: Path, first_day: date, n_days: int) -> tuple[Path, Path]:
     """(sessions.csv, series.csv) covering `n_days` from `first_day` on the office site."""
     folder.mkdir(parents=True, exist_ok=True)
-    site = office_site()
     log_path, series_path = folder / "sessions.csv", folder / "series.csv"
-    if EXAMPLE_LOG.is_file() and EXAMPLE_SERIES.is_file():
-        sessions = [
-            s
-            for s in read_session_log(EXAMPLE_LOG)
-            if first_day <= s.arrival.date() < date.fromordinal(first_day.toordinal() + n_days)
-        ]
-        write_sessions_csv(sessions, log_path)
-        series_path.write_text(EXAMPLE_SERIES.read_text(encoding="utf-8"), encoding="utf-8")
-    else:
-        write_sessions_csv(office_log(site, first_day, n_days, seed=11), log_path)
-        write_series_csv(office_series(site, first_day, n_days, seed=11), str(series_path))
+    sessions = [
+        s
+        for s in read_session_log(EXAMPLE_LOG)
+        if first_day <= s.arrival.date() < date.fromordinal(first_day.toordinal() + n_days)
+    ]
+    write_sessions_csv(sessions, log_path)
+    series_path.write_text(EXAMPLE_SERIES.read_text(encoding="utf-8"), encoding="utf-8")
     return log_path, series_path
 
 

@@ -1,8 +1,7 @@
-"""A week of the office site with PV, replayed through the real planner: optimized against
-uncontrolled and perfect foresight, and every KPI recomputed from the files alone.
-
-A week, not a month: the online planner re-plans ~20 times a day through the server's
-snapshot/DB path (~0.3 s a plan today), so a month costs ~5 min, over the test budget.
+"""The June month of the office site with PV, replayed through the real planner: optimized
+against uncontrolled and perfect foresight with the log's own declarations (the issue's
+acceptance figures), every KPI recomputed from the files alone; and the first week again with
+every driver telling the truth. About 20 s: a plan costs ~20 ms, ~660 plans a month.
 """
 
 from __future__ import annotations
@@ -26,13 +25,16 @@ from ems.series import read_series
 from tests.ems.replay.helpers import SITE_FILE, logged, month_inputs, office_site, read_csv
 
 FIRST_DAY = date(2026, 6, 1)
-N_DAYS = 7
+N_DAYS = 30
+TOLD_DAYS = 7
 STRATEGIES = ("optimized", "uncontrolled", "perfect_foresight")
+Told = tuple[list[LoggedSession], dict[str, Any], Any, dict[str, Any]]
+"""The told-truth week: sessions, optimized KPIs, its result, perfect foresight's KPIs."""
 
 
 @pytest.fixture(scope="module")
-def week(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, dict[str, Any]]]:
-    folder = tmp_path_factory.mktemp("replay-week")
+def month(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, dict[str, Any]]]:
+    folder = tmp_path_factory.mktemp("replay-month")
     log_path, series_path = month_inputs(folder / "in", FIRST_DAY, N_DAYS)
     out = folder / "out"
     result = CliRunner().invoke(
@@ -53,22 +55,28 @@ def week(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str
 
 @pytest.fixture(scope="module")
 def told(
-    week: tuple[Path, Path, dict[str, dict[str, Any]]],
-) -> tuple[list[LoggedSession], dict[str, Any], Any]:
-    """The same week with every driver declaring the truth (energy and departure): what is
-    left of the gap to perfect foresight is then the planner's, not the needs estimation's."""
-    log_path, _, _ = week
+    month: tuple[Path, Path, dict[str, dict[str, Any]]],
+) -> Told:
+    """The month's first week with every driver declaring the truth (energy and departure):
+    what is left of the gap to perfect foresight is then the planner's margins, not the needs
+    estimation's guesses. (sessions, optimized KPIs, its result, perfect foresight's KPIs)"""
+    log_path, _, _ = month
+    last = date.fromordinal(FIRST_DAY.toordinal() + TOLD_DAYS)
     sessions = [
         replace(s, declared_energy_kwh=s.energy_kwh, declared_departure=s.departure, soc_arrival_pct=None)
         for s in logged(log_path)
+        if s.arrival.date() < last
     ]
     series = read_series(log_path.parent / "series.csv")
     result = replay(office_site(), sessions, series, ReplayConfig(strategy="optimized", min_current=False))
-    return sessions, result_kpis(result), result
+    bound = replay(
+        office_site(), sessions, series, ReplayConfig(strategy="perfect_foresight", min_current=False)
+    )
+    return sessions, result_kpis(result), result, result_kpis(bound)
 
 
-def test_optimized_beats_uncontrolled_safely(week: tuple[Path, Path, dict[str, dict[str, Any]]]) -> None:
-    _, _, kpis = week
+def test_optimized_beats_uncontrolled_safely(month: tuple[Path, Path, dict[str, dict[str, Any]]]) -> None:
+    _, _, kpis = month
     opt, unc, pf = kpis["optimized"], kpis["uncontrolled"], kpis["perfect_foresight"]
     print(
         "\nuncontrolled: protection_violations",
@@ -89,7 +97,7 @@ def test_optimized_beats_uncontrolled_safely(week: tuple[Path, Path, dict[str, d
 
 
 def test_close_to_perfect_foresight_when_told(
-    week: tuple[Path, Path, dict[str, dict[str, Any]]], told: tuple[list[LoggedSession], dict[str, Any], Any]
+    told: Told,
 ) -> None:
     """With the drivers' truth, the online planner comes within 15% of the bound's EV PV share
     (measured 88.6%). What is left is the margin: a need is planned to be done an hour before
@@ -97,21 +105,21 @@ def test_close_to_perfect_foresight_when_told(
     of the stay's last hour goes to extra energy only. (When that window slid an hour ahead of
     each re-plan, truthful drivers got 96%, and drivers who left early left without their
     need: 98.3% of the June month's energy delivered, against 99.2% now.)"""
-    _, _, kpis = week
-    _, told_kpis, _ = told
-    print("\nev_pv_share told-truth optimized:", told_kpis["ev_pv_share_ratio"])
+    _, told_kpis, _, bound = told
+    print("\nev_pv_share told-truth optimized:", told_kpis["ev_pv_share_ratio"], bound["ev_pv_share_ratio"])
     assert told_kpis["protection_violations"] == 0
-    assert told_kpis["ev_pv_share_ratio"] >= 0.85 * kpis["perfect_foresight"]["ev_pv_share_ratio"]
+    assert told_kpis["ev_pv_share_ratio"] >= 0.85 * bound["ev_pv_share_ratio"]
 
 
 def test_close_to_perfect_foresight_with_the_logs_declarations(
-    week: tuple[Path, Path, dict[str, dict[str, Any]]],
+    month: tuple[Path, Path, dict[str, dict[str, Any]]],
 ) -> None:
-    """With the log's own declarations (mostly missing, often wrong) the online planner still
-    reaches 90% of the bound's EV PV share (measured 92.9%), and delivers nearly all the energy
-    that fitted in each stay (measured 98.7%: cars that left well before their estimated
-    departure, or needed more than the most their history or declaration suggested)."""
-    log_path, out, kpis = week
+    """The issue's figures: with the log's own declarations (mostly missing, often wrong) the
+    online planner reaches 90% of the bound's EV PV share (measured 90.3%) and delivers within
+    1% of the energy that fitted in each stay (measured 99.2%; short: cars that left well before
+    their estimated departure, or needed more than the most their history or declaration
+    suggested). Thin margins on purpose: these are the acceptance figures, not floors."""
+    log_path, out, kpis = month
     opt, pf = kpis["optimized"], kpis["perfect_foresight"]
     print("\nev_pv_share log-declarations optimized / perfect foresight:", opt["ev_pv_share_ratio"],
           pf["ev_pv_share_ratio"])  # fmt: skip
@@ -121,10 +129,10 @@ def test_close_to_perfect_foresight_with_the_logs_declarations(
         for r in read_csv(out / "optimized" / "sessions_out.csv")
     }
     feasible = [s for s, _ in _feasible(logged(log_path))]
-    assert len(feasible) >= 40
+    assert len(feasible) >= 200
     share = sum(delivered[s.session_id] for s in feasible) / sum(s.energy_kwh for s in feasible)
     print("delivered / requested where feasible, log declarations:", share)
-    assert share >= 0.98
+    assert share >= 0.99
 
 
 def _whole_steps(arrival: datetime, departure: datetime, step_s: int = 900) -> int:
@@ -148,11 +156,13 @@ def _feasible(sessions: list[LoggedSession]) -> list[tuple[LoggedSession, bool]]
     return out
 
 
-def test_delivers_what_was_feasible(told: tuple[list[LoggedSession], dict[str, Any], Any]) -> None:
+def test_delivers_what_was_feasible(
+    told: Told,
+) -> None:
     """Drivers who tell the truth get their energy, within 1%, wherever it fits in their stay.
 
     Single-phase cars on three-phase connectors: the next test."""
-    sessions, _, result = told
+    sessions, _, result, _ = told
     delivered = dict(zip((s.session_id for s in result.sessions), result.delivered_kwh(), strict=True))
     checked = [s for s, one_on_three in _feasible(sessions) if not one_on_three]
     assert len(checked) >= 20
@@ -165,12 +175,12 @@ def test_delivers_what_was_feasible(told: tuple[list[LoggedSession], dict[str, A
 
 
 def test_single_phase_cars_on_three_phase_connectors(
-    told: tuple[list[LoggedSession], dict[str, Any], Any],
+    told: Told,
 ) -> None:
     """Until its first meter values the EMS cannot know such a car draws on one phase; a full
     car found full (`ems.needs`) and the need planned by the departure we are sure of leave it
     the time to catch up."""
-    sessions, _, result = told
+    sessions, _, result, _ = told
     delivered = dict(zip((s.session_id for s in result.sessions), result.delivered_kwh(), strict=True))
     checked = [s for s, one_on_three in _feasible(sessions) if one_on_three]
     assert checked
@@ -220,9 +230,9 @@ def _currents(site: dict[str, Any], ts_power: dict[tuple[str, str], float], pv: 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_kpis_recomputed_from_files(
-    week: tuple[Path, Path, dict[str, dict[str, Any]]], strategy: str
+    month: tuple[Path, Path, dict[str, dict[str, Any]]], strategy: str
 ) -> None:
-    log_path, out, kpis = week
+    log_path, out, kpis = month
     k = kpis[strategy]
     folder = out / strategy
     site = json.loads(SITE_FILE.read_text())
@@ -316,8 +326,8 @@ def test_kpis_recomputed_from_files(
     assert k["wall_s"] > 0
 
 
-def test_multi_strategy_report_files(week: tuple[Path, Path, dict[str, dict[str, Any]]]) -> None:
-    _, out, _ = week
+def test_multi_strategy_report_files(month: tuple[Path, Path, dict[str, dict[str, Any]]]) -> None:
+    _, out, _ = month
     html = (out / "report.html").read_text()
     for s in STRATEGIES:
         assert s in html
