@@ -584,10 +584,9 @@ class Planner:
     def _due(self) -> tuple[str, _Dirty] | None:
         clock_now = self.ctx.clock.now()
         for site_id, window_end in list(self._window_ends.items()):
-            if clock_now >= window_end and site_id not in self._dirty:
+            if clock_now >= window_end:
                 del self._window_ends[site_id]
-                now = time.monotonic()
-                self._dirty[site_id] = _Dirty(now, now, {"window_end"}, datetime.now(UTC))
+                self.mark_dirty(site_id, "window_end")  # re-entrant: the Condition holds an RLock
         now = time.monotonic()
         for site_id, dirty in self._dirty.items():
             if (
