@@ -223,6 +223,8 @@ class StagedLp:
         self.T = n_steps
         self.dt_h = step_s / 3600.0
         self.mip = mip
+        self._y_fixed = np.zeros(self.K * self.T)
+        """Binaries fixed on: the steps past the exact horizon, where the rule is relaxed."""
         self._build(threads)
 
     # ---- step 1: sets and index layout ----------------------------------------------------
@@ -461,7 +463,13 @@ class StagedLp:
             self._bases[stage] = WarmBasis(None, col, row, stale=True, optimal=w.optimal, stages=w.stages)
 
     # ---- per-update data ------------------------------------------------------------------
-    def load(self, steps: StepData, slots: Sequence[SlotData], pattern: FloatArray | None = None) -> None:
+    def load(
+        self,
+        steps: StepData,
+        slots: Sequence[SlotData],
+        pattern: FloatArray | None = None,
+        binary_steps: int | None = None,
+    ) -> None:
         """Set bounds, right-hand sides and coefficients for one problem.
 
         `pattern` (K, T): fixes the on/off decisions of the minimum-current rule (1 on, 0 off,
@@ -538,7 +546,11 @@ class StagedLp:
         self._row_bounds(rows3.size, rows3, np.full(rows3.size, -INF), np.full(rows3.size, INF))
         if self.mip:
             y_idx = (self.c_y + np.arange(k_count * t_count)).astype(np.int32)
-            self._col_bounds(y_idx.size, y_idx, np.zeros(y_idx.size), y_hi.ravel())
+            y_lo = np.zeros((k_count, t_count))
+            first_free = t_count if binary_steps is None else binary_steps
+            y_lo[:, first_free:] = y_hi[:, first_free:]
+            self._y_fixed = y_lo.ravel()
+            self._col_bounds(y_idx.size, y_idx, y_lo.ravel(), y_hi.ravel())
             h.changeColsIntegrality(
                 y_idx.size, y_idx, np.full(y_idx.size, int(highspy.HighsVarType.kInteger.value))
             )
@@ -548,7 +560,7 @@ class StagedLp:
                     self._coeff(
                         self.r_mip + k_count * t_count + k * t_count + t,
                         self.c_y + k * t_count + t,
-                        -min(s.pmin_kw, s.pmax_kw),
+                        -min(s.pmin_kw, s.pmax_kw) if t < first_free else 0.0,
                     )
 
     def _col_bounds(self, n: int, idx: npt.NDArray[np.int32], lo: FloatArray, hi: FloatArray) -> None:
@@ -957,7 +969,7 @@ class StagedLp:
         full[: self.c_y] = x[: self.c_y]
         if self.mip:
             n = self.K * self.T
-            full[self.c_y :] = (x[:n] > 1e-7).astype(float)
+            full[self.c_y :] = np.maximum((x[:n] > 1e-7).astype(float), self._y_fixed)
         self._set_incumbent(full)
 
     def _set_incumbent(self, x: FloatArray) -> None:

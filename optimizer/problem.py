@@ -70,13 +70,16 @@ class SolveOptions:
     """How to solve: the minimum-current rule, sizes and time limits, tolerances.
 
     `mip_max_binaries`: above this many on/off decisions the LP-rounding heuristic is used
-    instead of the exact MIP. `stage_rel_tol`/`stage_abs_tol`: how much a fixed earlier stage
-    optimum may be relaxed in later stages (lexicographic priorities).
+    instead of the exact MIP. `mip_horizon_s`: the MIP decides on/off over the plan's first
+    this many seconds only (None: all of it); later steps are rounded, as a plan that is
+    re-planned before they come (the EMS's) can afford. `stage_rel_tol`/`stage_abs_tol`: how
+    much a fixed earlier stage optimum may be relaxed in later stages (lexicographic priorities).
     """
 
     min_current: bool = True
     horizon_cap_s: int = 36 * 3600
     mip_max_binaries: int = 1000
+    mip_horizon_s: int | None = None
     time_limit_s: float = 10.0
     mip_rel_gap: float = 1e-4
     stage_rel_tol: float = 1e-9

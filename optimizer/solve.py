@@ -21,20 +21,24 @@ point found and `Plan.message` says so.
 
 The minimum-current rule (an AC session draws 0 or at least `min_current_a` per phase) is
 exact while the count of on/off decisions is at most `SolveOptions.mip_max_binaries`: the LP
-rounding below is tried first and kept when it reaches the relaxation's bound in stages 1 and 2
-and, under shortage, in the fairness stages 3–4 (then it is a MIP optimum in those stages),
+rounding below is tried first and kept when it reaches the relaxation's bound in stages 1 and
+2 and, under shortage, in the fairness stages 3–4 (then it is a MIP optimum in those stages),
 else a HiGHS MIP started from it runs under the time limit (`gap` reported, the better of the
 two kept), from the first stage the rounding did not reach (the leading stages it did are
 optimal already: usually stage 1; on 108 office plans of a June week this took a fifth off the
 MIP time, every stage optimum unchanged); the MIP keeps its binaries free through the fairness
 stages (fixing them after stage 2 was a quarter faster again but lets a car be left out when
-cars must take turns under one breaker). Above that size, LP
-rounding alone (`lp_heuristic`): solve the relaxation — stages 1–2 and, under shortage, the
-fairness stages, so the pattern follows a fair split (rounding a relaxation optimal in stages
-1–2 only could give the whole shortage to some drivers and freeze it there) — switch each
-session's fractional steps on (the largest ones, as many as carry its fractional energy at
-minimum power) or off, and re-solve every stage with that pattern fixed; if that is
-infeasible, all fractional steps go off.
+cars must take turns under one breaker). With `SolveOptions.mip_horizon_s` (the EMS: an
+hour) the MIP decides only the steps before it, with the rule relaxed after, and those later
+steps are then rounded with its decisions kept (`_round_later`); a relaxation that already
+meets the rule before it needs no MIP, and the binaries are counted before it only. Above
+`mip_max_binaries`, LP rounding alone (`lp_heuristic`): solve the relaxation — stages 1–2 and,
+under shortage, the fairness stages, so the pattern follows a fair split (rounding a
+relaxation optimal in stages 1–2 only could give the whole shortage to some drivers and freeze
+it there) — switch each session's fractional steps on (the largest ones, as many as carry its
+fractional energy at minimum power) or off, and re-solve every stage with that pattern fixed;
+if that is infeasible, all fractional steps go off. A need under one step at the minimum
+power may be planned that step (`_slot_data`): the car stops by itself when full.
 
 Whatever happens a plan comes back: an infeasible, failed or timed-out solve gives the
 proportional fallback (`optimizer.fallback`) flagged `status="fallback"` with a message, and
@@ -79,6 +83,10 @@ def _step_data(problem: Problem, n_steps: int) -> StepData:
 
 def _slot_data(problem: Problem, lim: SessionLimits) -> SlotData:
     s = problem.sessions[lim.index]
+    # A need under one step at the minimum power can only be met by planning more: the car
+    # stops by itself when full. Without this headroom such a car could only be left unmet.
+    needed = s.energy_needed_kwh
+    headroom_kwh = lim.pmin_kw * problem.step_s / 3600.0 - needed if needed > 0 and lim.pmin_kw > 0 else 0.0
     return SlotData(
         active=True,
         energy_kwh=s.energy_needed_kwh,
@@ -87,18 +95,29 @@ def _slot_data(problem: Problem, lim: SessionLimits) -> SlotData:
         pmin_kw=lim.pmin_kw,
         start=lim.start,
         end=lim.end,
-        extra_kwh=s.energy_extra_kwh,
+        extra_kwh=max(s.energy_extra_kwh, headroom_kwh),
     )
 
 
-def _n_binaries(limits: list[SessionLimits]) -> int:
-    return sum(lim.end - lim.start for lim in limits if lim.pmin_kw > 0 and lim.pmax_kw >= lim.pmin_kw)
+def _exact_steps(problem: Problem) -> int | None:
+    exact_s = problem.options.mip_horizon_s
+    return None if exact_s is None else max(1, math.ceil(exact_s / problem.step_s))
+
+
+def _n_binaries(limits: list[SessionLimits], exact_steps: int | None) -> int:
+    last = exact_steps if exact_steps is not None else 2**31
+    return sum(
+        max(0, min(lim.end, last) - lim.start)
+        for lim in limits
+        if lim.pmin_kw > 0 and lim.pmax_kw >= lim.pmin_kw
+    )
 
 
 def choose_method(problem: Problem, limits: list[SessionLimits]) -> Method:
     if not problem.options.min_current or not any(lim.pmin_kw > 0 for lim in limits):
         return "lp"
-    return "mip" if _n_binaries(limits) <= problem.options.mip_max_binaries else "lp_heuristic"
+    n_bin = _n_binaries(limits, _exact_steps(problem))
+    return "mip" if n_bin <= problem.options.mip_max_binaries else "lp_heuristic"
 
 
 def _run(
@@ -158,7 +177,17 @@ def _round_patterns(
     return patterns
 
 
-def _heuristic(model: StagedLp, problem: Problem, slot_of: list[int]) -> tuple[StageOutcome, list[float]]:
+@dataclass(frozen=True)
+class _Rounded:
+    """The LP rounding's plan, its relaxation's stage optima (lower bounds of the MIP's), and
+    whether the relaxation already met the minimum-current rule over the exact horizon."""
+
+    outcome: StageOutcome
+    bounds: list[float]
+    integral_ahead: bool
+
+
+def _heuristic(model: StagedLp, problem: Problem, slot_of: list[int]) -> _Rounded:
     """LP rounding: the relaxation, then every stage with the rounded on/off pattern fixed;
     returns the outcome and the relaxation's optima of stages 1–2 and, under shortage, of the
     fairness stages 3–4 (lower bounds of the MIP's).
@@ -170,7 +199,7 @@ def _heuristic(model: StagedLp, problem: Problem, slot_of: list[int]) -> tuple[S
     t0 = time.perf_counter()
     relaxed = _run(model, opts, False, opts.time_limit_s, fairness=opts.tie_breaks)
     if not relaxed.ok:
-        return relaxed, []
+        return _Rounded(relaxed, [], False)
     slots = model.slot_data
     outcome = relaxed
     for pat in _round_patterns(relaxed.power_kw, slots, slot_of):
@@ -179,7 +208,18 @@ def _heuristic(model: StagedLp, problem: Problem, slot_of: list[int]) -> tuple[S
         outcome = _run(model, opts, opts.tie_breaks, remaining)
         if outcome.ok:
             break
-    return outcome, relaxed.stage_values
+    exact_steps = _exact_steps(problem)
+    integral = exact_steps is not None and not _fractional(relaxed.power_kw[:, :exact_steps], slots, slot_of)
+    return _Rounded(outcome, relaxed.stage_values, integral)
+
+
+def _fractional(power: FloatArray, slots: list[SlotData], slot_of: list[int], eps: float = 1e-6) -> bool:
+    """True when some car is planned above 0 but under its minimum power."""
+    return any(
+        bool(np.any((power[k] > eps) & (power[k] < slots[k].pmin_kw - eps)))
+        for k in slot_of
+        if slots[k].pmin_kw > 0
+    )
 
 
 FAIR_STAGES = 4
@@ -201,11 +241,33 @@ def _proved_stages(outcome: StageOutcome, bounds: list[float], opts: SolveOption
     return m
 
 
-def _proved(outcome: StageOutcome, bounds: list[float], opts: SolveOptions) -> bool:
-    """True when the rounded plan is an optimum of the exact MIP in every stage up to the
-    tie-breaks (`_proved_stages`)."""
-    m = min(len(bounds), FAIR_STAGES)
-    return m >= 2 and _proved_stages(outcome, bounds, opts) == m
+def _proved(rounded: _Rounded, opts: SolveOptions) -> bool:
+    """True when the rounded plan is what the MIP would give: an optimum of the exact MIP in
+    every stage up to the tie-breaks (`_proved_stages`), or, with an exact horizon, rounded
+    from a relaxation that already met the rule over it (then that relaxation is an optimum
+    of the MIP, whose later steps are relaxed too, and `_round_later` would round it alike)."""
+    if rounded.integral_ahead and rounded.outcome.ok:
+        return True
+    m = min(len(rounded.bounds), FAIR_STAGES)
+    return m >= 2 and _proved_stages(rounded.outcome, rounded.bounds, opts) == m
+
+
+def _round_later(
+    model: StagedLp, problem: Problem, slot_of: list[int], exact: StageOutcome, exact_steps: int
+) -> StageOutcome:
+    """The MIP's plan with its relaxed later steps rounded, its exact on/off decisions kept."""
+    opts = problem.options
+    slots = model.slot_data
+    outcome = exact
+    for pat in _round_patterns(exact.power_kw, slots, slot_of):
+        for k in slot_of:
+            if slots[k].pmin_kw > 0:
+                pat[k, :exact_steps] = np.where(exact.power_kw[k, :exact_steps] > 1e-6, 1.0, 0.0)
+        model.load(model.steps, slots, pattern=pat)
+        outcome = _run(model, opts, opts.tie_breaks, opts.time_limit_s)
+        if outcome.ok:
+            return outcome
+    return outcome
 
 
 def _lex_less(a: list[float], b: list[float]) -> bool:
@@ -232,8 +294,39 @@ def _solve_model(
     opts = problem.options
     if method == "lp":
         return _run(model, opts, opts.tie_breaks, opts.time_limit_s), method
-    outcome, _bounds = _heuristic(model, problem, slot_of)
-    return outcome, "lp_heuristic"
+    return _heuristic(model, problem, slot_of).outcome, "lp_heuristic"
+
+
+def _exact(
+    problem: Problem, model: StagedLp, slot_of: list[int], rounded: StageOutcome, bounds: list[float]
+) -> tuple[StageOutcome, float]:
+    """The exact minimum-current rule where the rounding was not proved optimal: a HiGHS MIP
+    over `model`'s slots and steps, started from the rounded plan, binary over the first
+    `SolveOptions.mip_horizon_s` (later steps relaxed, then rounded on `model` with the
+    MIP's decisions kept: `_round_later`); the better of it and the rounded plan. Returns the
+    outcome and the seconds spent building the MIP."""
+    opts = problem.options
+    t0 = time.perf_counter()
+    exact_steps = _exact_steps(problem)
+    mip = StagedLp(problem.site, model.slots, model.T, problem.step_s, mip=True, threads=opts.threads)
+    mip.load(model.steps, model.slot_data, binary_steps=exact_steps)
+    if rounded.ok and rounded.x is not None:
+        mip.set_start(rounded.x)
+    build_s = time.perf_counter() - t0
+    # the stages the rounding already solved exactly are not searched again
+    known = rounded.stage_values[: _proved_stages(rounded, bounds, opts)]
+    exact = _run(mip, opts, opts.tie_breaks, opts.time_limit_s, None, known)
+    if exact.ok and exact_steps is not None:
+        later = _round_later(model, problem, slot_of, exact, exact_steps)
+        exact = replace(later, status=exact.status, gap=exact.gap) if later.ok else later
+        if exact.ok and rounded.ok and _lex_less(rounded.stage_values, exact.stage_values):
+            exact = rounded
+    if (exact.ok and exact.status == "optimal") or not rounded.ok:
+        return exact, build_s
+    # time limit: the better of the MIP incumbent and the rounded plan, with its gap to the
+    # relaxation's bound
+    better = exact if exact.ok and _lex_less(exact.stage_values, rounded.stage_values) else rounded
+    return replace(better, status="feasible", gap=_gap(better.stage_values, bounds)), build_s
 
 
 def _finish(
@@ -319,29 +412,11 @@ def solve(problem: Problem) -> Plan:
     else:
         # exact: the rounded plan when the relaxation's bound proves it optimal, else the MIP
         # started from it
-        outcome, bounds = _heuristic(model, problem, slot_of)
-        if not _proved(outcome, bounds, problem.options):
-            t_mip = time.perf_counter()
-            mip = StagedLp(problem.site, slots, n, problem.step_s, mip=True, threads=problem.options.threads)
-            mip.load(steps, slot_data)
-            if outcome.ok and outcome.x is not None:
-                mip.set_start(outcome.x)
-            build_s += time.perf_counter() - t_mip
-            # the stages the rounding already solved exactly are not searched again
-            known = outcome.stage_values[: _proved_stages(outcome, bounds, problem.options)]
-            exact = _run(
-                mip, problem.options, problem.options.tie_breaks, problem.options.time_limit_s, None, known
-            )
-            if (exact.ok and exact.status == "optimal") or not outcome.ok:
-                outcome = exact
-            elif outcome.ok:
-                # time limit: keep the better of the MIP incumbent and the rounded plan, with
-                # its gap to the relaxation's bound
-                better = (
-                    exact if exact.ok and _lex_less(exact.stage_values, outcome.stage_values) else outcome
-                )
-                gap = _gap(better.stage_values, bounds)
-                outcome = replace(better, status="feasible", gap=gap)
+        rounded = _heuristic(model, problem, slot_of)
+        outcome = rounded.outcome
+        if not _proved(rounded, problem.options):
+            outcome, mip_build_s = _exact(problem, model, slot_of, outcome, rounded.bounds)
+            build_s += mip_build_s
     t2 = time.perf_counter()
     solve_ms = (t2 - t1 - (build_s - (t1 - t0))) * 1e3
     return _finish(problem, outcome, method, slot_of, build_s * 1e3, solve_ms, limits)
@@ -372,7 +447,8 @@ class PersistentPlanner:
     optima as `solve(problem)` (tested; tie-break stages cut by their iteration budget may
     differ). Under the exact minimum-current rule the rounding runs on the kept model and is
     kept when its relaxation's bound proves it (stages 1–4, as in `solve`); only otherwise is
-    the MIP solved, cold. No I/O, no clock: the same calls give the same plans.
+    a MIP built, over the kept model's slots, and solved cold. No I/O, no clock: the same
+    calls give the same plans.
     """
 
     def __init__(self, site: Site) -> None:
@@ -429,15 +505,18 @@ class PersistentPlanner:
             slots[slot_of[lim.index]] = _slot_data(problem, lim)
         st.model.load(_step_data(problem, st.model.T), slots)
         t1 = time.perf_counter()
+        mip_build_s = 0.0
         if method == "mip":
             # The exact rule, warm: the rounding on the kept model, kept when its relaxation's
-            # bound proves it optimal (as `solve` does first); otherwise the MIP, cold.
-            outcome, bounds = _heuristic(st.model, problem, slot_of)
-            if not _proved(outcome, bounds, problem.options):
-                return solve(problem)
+            # bound proves it optimal (as `solve` does first); otherwise the MIP.
+            rounded = _heuristic(st.model, problem, slot_of)
+            outcome = rounded.outcome
+            if not _proved(rounded, problem.options):
+                outcome, mip_build_s = _exact(problem, st.model, slot_of, outcome, rounded.bounds)
         else:
             outcome, method = _solve_model(st.model, problem, slot_of, method)
         t2 = time.perf_counter()
         if not outcome.ok:
             self._state = None  # start afresh next time
-        return _finish(problem, outcome, method, slot_of, (t1 - t0) * 1e3, (t2 - t1) * 1e3, limits)
+        build_ms, solve_ms = (t1 - t0 + mip_build_s) * 1e3, (t2 - t1 - mip_build_s) * 1e3
+        return _finish(problem, outcome, method, slot_of, build_ms, solve_ms, limits)

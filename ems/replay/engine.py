@@ -88,6 +88,7 @@ class ReplayConfig:
     horizon_s: int = 36 * 3600
     min_current: bool = True
     mip_max_binaries: int | None = None
+    mip_horizon_s: int | None = PlannerSettings.mip_horizon_s
     objective: str = "self_consumption"
     forecast_error: float = 0.0
     seed: int = 0
@@ -586,6 +587,7 @@ def _replay_ems(
             objective=config.objective,
             min_current=config.min_current,
             mip_max_binaries=config.mip_max_binaries,
+            mip_horizon_s=config.mip_horizon_s,
         ),
         solve=BASELINES.get(config.strategy),
     )
@@ -770,7 +772,8 @@ def _replay_foresight(
                 if actual.price_eur_per_kwh is None
                 else actual.price_eur_per_kwh[t : t + n_plan],
                 objective=config.objective,  # type: ignore[arg-type]
-                options=solve_options(config.min_current, config.horizon_s, config.mip_max_binaries),
+                # one plan drawn whole, never re-planned: exact over all of it
+                options=solve_options(config.min_current, config.horizon_s, config.mip_max_binaries, None),
             )
             t_plan = time.perf_counter()
             plan = perfect_foresight(problem)

@@ -5,6 +5,7 @@ current and `assert_shortage_shared` on every optimised plan of the suite."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,10 +17,16 @@ from optimizer.plan import session_limits
 
 OFFICE_NOW = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 
-WAYS = ["solve", "persistent", "heuristic"]
+WAYS = ["solve", "persistent", "heuristic", "first_hour"]
 
 
 def plan_by(way: str, problem: Problem) -> Plan:
+    if way == "first_hour":
+        # the EMS's way: the MIP decides the first hour, later steps are rounded
+        planner = PersistentPlanner(problem.site)
+        problem = replace(problem, options=replace(problem.options, mip_horizon_s=3600))
+        planner.update(problem)
+        return planner.update(problem)
     if way == "persistent":
         planner = PersistentPlanner(problem.site)
         planner.update(problem)  # a second update re-solves warm

@@ -87,7 +87,7 @@ def test_a_warm_replan_is_one_highs_run_proved_for_every_stage() -> None:
 
 
 def test_persistent_planner_under_the_exact_minimum_current_rule() -> None:
-    """The planner's default (min-current on, few sessions: `mip`): the warm rounding is kept
+    """The optimizer's default (min-current on, few sessions: `mip`): the warm rounding is kept
     only when proved, so the plan reaches the cold exact plan's optima of stages 1-2 (1-4 under
     shortage) and no step lies between 0 and the minimum current."""
     planner = PersistentPlanner(sample_site("office-pv"))
@@ -104,6 +104,24 @@ def test_persistent_planner_under_the_exact_minimum_current_rule() -> None:
         assert len(warm.stage_values) == len(cold.stage_values)
         for a, b in zip(warm.stage_values[:proved], cold.stage_values[:proved], strict=True):
             assert a == pytest.approx(b, rel=1e-6, abs=1e-5)
+
+
+def test_persistent_planner_with_the_mip_over_the_first_hour() -> None:
+    """The EMS's way (`mip_horizon_s` an hour): a MIP over the kept model's slots where the
+    rounding is not proved, its later steps rounded. Which of equal first-hour optima the MIP
+    ends with decides that rounding, so warm and cold plans may differ past the hour; both
+    meet every limit and the 0-or-at-least-6-A rule on every step."""
+    planner = PersistentPlanner(sample_site("office-pv"))
+    mips = 0
+    for problem in office_events():
+        problem = replace(problem, options=SolveOptions(min_current=True, mip_horizon_s=3600))
+        warm = planner.update(problem)
+        cold = solve(problem)
+        for plan in (warm, cold):
+            assert_feasible(problem, plan)
+            assert plan.method == "mip" and plan.status == "optimal"
+        mips += 1
+    assert mips >= 3
 
 
 def test_persistent_planner_on_a_depot_with_the_rounding_heuristic() -> None:

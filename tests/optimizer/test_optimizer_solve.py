@@ -235,14 +235,14 @@ def test_unmet_energy_comes_before_the_objective() -> None:
 # ---- the minimum current ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mip_max_binaries", [0, 10_000])
-def test_no_step_between_zero_and_min_current(mip_max_binaries: int) -> None:
+@pytest.mark.parametrize(("mip_max_binaries", "mip_horizon_s"), [(0, None), (10_000, None), (10_000, 3600)])
+def test_no_step_between_zero_and_min_current(mip_max_binaries: int, mip_horizon_s: int | None) -> None:
     # a thin PV surplus that an LP would spread below 6 A
     site = one_breaker_site(32.0, [("a", ("L1",), 16.0), ("b", ("L2",), 16.0)], pv_kwp=5.0)
     n = 16
     pv = tuple(1.0 + 0.1 * k for k in range(n))
     sessions = (Session("sa", "a", 3.0, at(4)), Session("sb", "b", 2.0, at(3)))
-    opts = SolveOptions(min_current=True, mip_max_binaries=mip_max_binaries)
+    opts = SolveOptions(min_current=True, mip_max_binaries=mip_max_binaries, mip_horizon_s=mip_horizon_s)
     p = Problem(site, NOW, sessions, pv_kw=pv, options=opts)
     plan = solved(p)
     assert plan.method == ("lp_heuristic" if mip_max_binaries == 0 else "mip")
@@ -253,6 +253,43 @@ def test_no_step_between_zero_and_min_current(mip_max_binaries: int) -> None:
     relaxed = solved(replace(p, options=LP))
     assert any(0 < x < pmin - 1e-3 for sp in relaxed.sessions.values() for x in sp.power_kw)
     assert plan.unmet_kwh == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("mip_max_binaries", [0, 10_000])
+def test_a_need_under_one_step_at_the_minimum_is_planned_not_left_unmet(mip_max_binaries: int) -> None:
+    # 0.2 kWh in one step of 15 min is 0.8 kW, under the 1.38 kW of 6 A: the car is planned a
+    # step at the minimum (it stops by itself when full) instead of nothing
+    site = one_breaker_site(32.0, [("a", ("L1",), 16.0)])
+    p = Problem(
+        site,
+        NOW,
+        (Session("sa", "a", 0.2, at(2)),),
+        options=SolveOptions(min_current=True, mip_max_binaries=mip_max_binaries),
+    )
+    plan = solved(p)
+    sp = plan.sessions["sa"]
+    assert sp.unmet_kwh == pytest.approx(0.0, abs=1e-6)
+    assert sum(1 for x in sp.power_kw if x > 0) == 1
+    assert max(sp.power_kw) == pytest.approx(6 * 230 / 1000, abs=1e-6)
+
+
+def test_the_mip_over_a_horizon_covering_the_plan_is_the_full_mip() -> None:
+    full = solved(office_problem("self_consumption", True))
+    problem = office_problem("self_consumption", True)
+    covering = solved(replace(problem, options=replace(problem.options, mip_horizon_s=48 * 3600)))
+    assert full.method == covering.method == "mip"
+    assert covering.stage_values == pytest.approx(full.stage_values, rel=1e-6, abs=1e-6)
+
+
+def test_the_mip_over_the_first_hour_is_never_worse_than_the_rounding() -> None:
+    problem = office_problem("self_consumption", True)
+    rounding = solved(replace(problem, options=replace(problem.options, mip_max_binaries=0)))
+    hour = solved(replace(problem, options=replace(problem.options, mip_horizon_s=3600)))
+    assert hour.method == "mip"
+    for a, b in zip(hour.stage_values[:2], rounding.stage_values[:2], strict=True):
+        assert a <= b + 1e-6 * max(1.0, abs(b))
+        if a < b - 1e-6 * max(1.0, abs(b)):
+            break
 
 
 def test_mip_and_heuristic_agree_on_the_office_site() -> None:
@@ -474,8 +511,9 @@ def test_mip_takes_the_stages_its_rounding_proved_and_searches_the_rest() -> Non
         limits = session_limits(problem, n)
         model = StagedLp(site, [(s.connector_id, s.vehicle_phases) for s in sessions], n, problem.step_s)
         model.load(internals._step_data(problem, n), [internals._slot_data(problem, lim) for lim in limits])
-        rounded, bounds = internals._heuristic(model, problem, list(range(len(sessions))))
-        proved = internals._proved_stages(rounded, bounds, problem.options)
+        heuristic = internals._heuristic(model, problem, list(range(len(sessions))))
+        bounds = heuristic.bounds
+        proved = internals._proved_stages(heuristic.outcome, bounds, problem.options)
         partial += 0 < proved < min(len(bounds), 4)
         plan = solve(problem)
         assert plan.method == "mip" and plan.status == "optimal"
