@@ -17,14 +17,15 @@ from optimizer.plan import session_limits
 
 OFFICE_NOW = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 
-WAYS = ["solve", "persistent", "heuristic", "first_hour"]
+WAYS = ["solve", "persistent", "heuristic", "first_step", "first_hour"]
 
 
 def plan_by(way: str, problem: Problem) -> Plan:
-    if way == "first_hour":
-        # the EMS's way: the MIP decides the first hour, later steps are rounded
+    if way in ("first_step", "first_hour"):
+        # the EMS's way: the MIP decides the first step (or hour), later steps are rounded
         planner = PersistentPlanner(problem.site)
-        problem = replace(problem, options=replace(problem.options, mip_horizon_s=3600))
+        horizon_s = 900 if way == "first_step" else 3600
+        problem = replace(problem, options=replace(problem.options, mip_horizon_s=horizon_s))
         planner.update(problem)
         return planner.update(problem)
     if way == "persistent":
