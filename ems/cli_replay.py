@@ -53,7 +53,9 @@ def replay_command(
             "the LP instead of the exact MIP (0: always; default: the server's)",
         ),
     ] = None,
-    replan_min: Annotated[int, typer.Option("--replan-min", help="scheduled re-plan period, minutes")] = 60,
+    replan_min: Annotated[
+        int, typer.Option("--replan-min", help="re-plan when the last plan is this old, minutes")
+    ] = 60,
     objective: Annotated[str, typer.Option("--objective", help="self_consumption | cost | peak")] = (
         "self_consumption"
     ),
