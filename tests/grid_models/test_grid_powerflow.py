@@ -73,6 +73,12 @@ def test_unknown_connector_is_refused(office: Site) -> None:
         powerflow_step(office, {"nope": 1.0}, {}, 0.0, 0.0)
 
 
+def _kw(top: float) -> st.SearchStrategy[float]:
+    # no subnormal floats: a load of 1e-308 kW is no plan, and pandapower's solve returns NaN
+    # for it (found by this test under CI; the analytic check gave ~0 A as it should)
+    return st.floats(0.0, top, allow_subnormal=False)
+
+
 @st.composite
 def _plans(draw: st.DrawFn, site: Site) -> tuple[dict[str, float], dict[str, int], float, float]:
     power: dict[str, float] = {}
@@ -82,10 +88,10 @@ def _plans(draw: st.DrawFn, site: Site) -> tuple[dict[str, float], dict[str, int
             continue
         n = draw(st.sampled_from([1, 3]))
         phases[c.id] = n
-        power[c.id] = draw(st.floats(0.0, 1.0)) * session_max_power_kw(site, c, n)
+        power[c.id] = draw(_kw(1.0)) * session_max_power_kw(site, c, n)
     peak_kw = sum(pv.peak_power_kw for pv in site.pv_plants)
-    pv = draw(st.floats(0.0, peak_kw)) if peak_kw else 0.0
-    base = draw(st.floats(0.0, 60.0)) if site.loads else 0.0
+    pv = draw(_kw(peak_kw)) if peak_kw else 0.0
+    base = draw(_kw(60.0)) if site.loads else 0.0
     return power, phases, pv, base
 
 
