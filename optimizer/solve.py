@@ -28,8 +28,8 @@ two kept), from the first stage the rounding did not reach (the leading stages i
 optimal already: usually stage 1; on 108 office plans of a June week this took a fifth off the
 MIP time, every stage optimum unchanged); the MIP keeps its binaries free through the fairness
 stages (fixing them after stage 2 was a quarter faster again but lets a car be left out when
-cars must take turns under one breaker). With `SolveOptions.mip_horizon_s` (the EMS: an
-hour) the MIP decides only the steps before it, with the rule relaxed after, and those later
+cars must take turns under one breaker). With `SolveOptions.mip_horizon_s` (the EMS: one
+step) the MIP decides only the steps before it, with the rule relaxed after, and those later
 steps are then rounded with its decisions kept (`_round_later`); a relaxation that already
 meets the rule before it needs no MIP, and the binaries are counted before it only. Above
 `mip_max_binaries`, LP rounding alone (`lp_heuristic`): solve the relaxation — stages 1–2 and,
