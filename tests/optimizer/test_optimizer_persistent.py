@@ -3,10 +3,12 @@ a cold `solve` of the same problem."""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import replace
+from typing import Any
 
 import pytest
-from optimizer_oracle import NOW, assert_feasible, at, pv_curve, sample_site
+from optimizer_oracle import NOW, assert_feasible, at, one_breaker_site, pv_curve, sample_site
 from test_optimizer_solve import depot_problem
 
 from optimizer import PersistentPlanner, Problem, Session, SolveOptions, solve
@@ -107,22 +109,37 @@ def test_persistent_planner_under_the_exact_minimum_current_rule() -> None:
 
 
 @pytest.mark.parametrize("mip_horizon_s", [900, 3600])
-def test_persistent_planner_with_the_mip_over_the_first_steps(mip_horizon_s: int) -> None:
+def test_persistent_planner_with_the_mip_over_the_first_steps(
+    mip_horizon_s: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The EMS's way (`mip_horizon_s` a step): a MIP over the kept model's slots where the
     rounding is not proved, its later steps rounded. Which of equal optima the MIP ends with
     decides that rounding, so warm and cold plans may differ past the horizon; both meet
-    every limit and the 0-or-at-least-6-A rule on every step."""
-    planner = PersistentPlanner(sample_site("office-pv"))
-    mips = 0
-    for problem in office_events():
-        problem = replace(problem, options=SolveOptions(min_current=True, mip_horizon_s=mip_horizon_s))
+    every limit and the 0-or-at-least-6-A rule on every step. A thin PV surplus that the
+    relaxation spreads below 6 A right away sends some of these plans to the MIP."""
+    internals = importlib.import_module("optimizer.solve")
+    exact = internals._exact
+    mips: list[int] = []
+
+    def counted(*args: Any) -> Any:
+        mips.append(1)
+        return exact(*args)
+
+    monkeypatch.setattr(internals, "_exact", counted)
+    site = one_breaker_site(32.0, [("a", ("L1",), 16.0), ("b", ("L2",), 16.0)], pv_kwp=5.0)
+    pv = tuple(1.0 + 0.1 * k for k in range(16))
+    sa, sb = Session("sa", "a", 3.0, at(4)), Session("sb", "b", 2.0, at(3))
+    planner = PersistentPlanner(site)
+    options = SolveOptions(min_current=True, mip_horizon_s=mip_horizon_s)
+    for sessions in ((sa,), (sa, sb), (sb,)):
+        problem = Problem(site, NOW, sessions, pv_kw=pv, options=options)
         warm = planner.update(problem)
         cold = solve(problem)
         for plan in (warm, cold):
             assert_feasible(problem, plan)
             assert plan.method == "mip" and plan.status == "optimal"
-        mips += 1
-    assert mips >= 3
+            assert plan.unmet_kwh == pytest.approx(0.0, abs=1e-6)
+    assert mips  # the MIP path ran, not only roundings proved at once
 
 
 def test_persistent_planner_on_a_depot_with_the_rounding_heuristic() -> None:
