@@ -204,6 +204,11 @@ class WarmBasis:
         return self.basis
 
 
+def _fairness_after_stage_2(pending: list[int]) -> list[int]:
+    """Under shortage: the fairness stages 3–4 right after stage 2."""
+    return [s for s in pending if s <= 2] + [3, 4] + [s for s in pending if s > 4]
+
+
 class StagedLp:
     """One HiGHS model of the charging LP over fixed slots and steps; see the module docstring."""
 
@@ -223,8 +228,6 @@ class StagedLp:
         self.T = n_steps
         self.dt_h = step_s / 3600.0
         self.mip = mip
-        self._y_fixed = np.zeros(self.K * self.T)
-        """Binaries fixed on: the steps past the exact horizon, where the rule is relaxed."""
         self._build(threads)
 
     # ---- step 1: sets and index layout ----------------------------------------------------
@@ -549,7 +552,6 @@ class StagedLp:
             y_lo = np.zeros((k_count, t_count))
             first_free = t_count if binary_steps is None else binary_steps
             y_lo[:, first_free:] = y_hi[:, first_free:]
-            self._y_fixed = y_lo.ravel()
             self._col_bounds(y_idx.size, y_idx, y_lo.ravel(), y_hi.ravel())
             h.changeColsIntegrality(
                 y_idx.size, y_idx, np.full(y_idx.size, int(highspy.HighsVarType.kInteger.value))
@@ -714,12 +716,10 @@ class StagedLp:
                 break
             values.append(v)
             fixed[stage] = v
-            slack = 0.0 if (stage == 1 and v <= abs_tol) else abs_tol + rel_tol * abs(v)
-            self._set_row_bounds(self._stage_row(stage), -INF, (max(v, 0.0) if stage == 1 else v) + slack)
+            self._fix_stage(stage, v, rel_tol, abs_tol)
             pending = pending[1:]
-            if stage == 1 and fair and v > 1e-6:
-                # under shortage: the fairness stages right after stage 2
-                pending = [s for s in pending if s <= 2] + [3, 4] + [s for s in pending if s > 4]
+            if not shortage_added and fair and values[0] > 1e-6:
+                pending = _fairness_after_stage_2(pending)
                 shortage_added = True
         while pending:
             stage = pending[0]
@@ -740,7 +740,7 @@ class StagedLp:
                     values.append(v)
                     fixed[stage] = v
                     if stage < 6:
-                        self._set_row_bounds(self._stage_row(stage), -INF, v + abs_tol + rel_tol * abs(v))
+                        self._fix_stage(stage, v, rel_tol, abs_tol)
                     self.n_certified += 1
                     pending = pending[1:]
                     continue
@@ -915,15 +915,10 @@ class StagedLp:
                 values.append(v)
                 fixed[i] = v
                 if i < 6:
-                    # unmet energy 0 stays exactly 0; other optima get a small relative slack
-                    slack = 0.0 if (i == 1 and v <= abs_tol) else abs_tol + rel_tol * abs(v)
-                    self._set_row_bounds(
-                        self._stage_row(i), -INF, max(v, 0.0) + slack if i == 1 else v + slack
-                    )
+                    self._fix_stage(i, v, rel_tol, abs_tol)
             pending = pending[n_done:]
             if values and not shortage_added and fair and values[0] > 1e-6:
-                # under shortage: the fairness stages right after stage 2 (or the stage-1+2 run)
-                pending = [s for s in pending if s <= 2] + [3, 4] + [s for s in pending if s > 4]
+                pending = _fairness_after_stage_2(pending)  # (or after the stage-1+2 run)
                 shortage_added = True
             if status == "feasible" and not self.mip:
                 break
@@ -969,7 +964,8 @@ class StagedLp:
         full[: self.c_y] = x[: self.c_y]
         if self.mip:
             n = self.K * self.T
-            full[self.c_y :] = np.maximum((x[:n] > 1e-7).astype(float), self._y_fixed)
+            # binaries fixed on (past the exact horizon, the rule relaxed) stay on
+            full[self.c_y :] = np.maximum((x[:n] > 1e-7).astype(float), self.col_lo[self.c_y :])
         self._set_incumbent(full)
 
     def _set_incumbent(self, x: FloatArray) -> None:
@@ -981,6 +977,12 @@ class StagedLp:
     # ---- the one-shot path: a weighted solve proved lexicographically optimal ----------------
     def _stage_row(self, stage: int) -> int:
         return self.r_stage + {1: 0, 2: 1, 3: 2, 4: 3, 5: 4}[stage]
+
+    def _fix_stage(self, stage: int, value: float, rel_tol: float, abs_tol: float) -> None:
+        """Hold a solved stage (1-5) at its optimum for the stages after it: unmet energy 0
+        stays exactly 0; other optima get a small relative slack."""
+        slack = 0.0 if (stage == 1 and value <= abs_tol) else abs_tol + rel_tol * abs(value)
+        self._set_row_bounds(self._stage_row(stage), -INF, (max(value, 0.0) if stage == 1 else value) + slack)
 
     def _set_row_bounds(self, row: int, lo: float, hi: float) -> None:
         self.h.changeRowBounds(row, lo, hi)
