@@ -41,12 +41,12 @@ from __future__ import annotations
 
 import statistics
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import CompoundSelect, bindparam, func, select, union_all
 from sqlalchemy.orm import Session as DbSession
 
 from ems.store.models import ChargingPeriod, ChargingPreference, ChargingSession, Partner, ProfileRequest
@@ -452,8 +452,9 @@ class StoredInputs:
 
 
 HISTORY_SESSIONS = 20
-HISTORY_SCAN = 2000
-"""How many of a partner's latest completed sessions are searched for a token's history."""
+"""How many of a token's latest completed sessions at a partner make its history."""
+HISTORY_TOKENS_PER_STATEMENT = 100
+"""Tokens whose histories one statement reads (SQLite caps a compound SELECT at 500 parts)."""
 
 
 # The statements of every plan's inputs, built once (building them cost about as much as
@@ -514,41 +515,47 @@ def load_stored_inputs(
     return StoredInputs(preferences, periods, profiles, _histories(db, sessions, past_powers))
 
 
-# The history's statements, built once (building them cost about as much as running them).
-_TOKEN_UID = ChargingSession.cdr_token["uid"].as_string()
-_SCANNED = (
-    select(
-        ChargingSession.id.label("pk"),
-        _TOKEN_UID.label("uid"),
-        ChargingSession.start_date_time.label("start"),
-    )
-    .where(
-        ChargingSession.partner_id == bindparam("partner_id"),
-        ChargingSession.status == "COMPLETED",
-        ChargingSession.end_date_time.is_not(None),
-    )
-    .order_by(ChargingSession.start_date_time.desc(), ChargingSession.id.desc())
-    .limit(HISTORY_SCAN)
-    .subquery()
-)
-_RANKED = (
-    select(
-        _SCANNED.c.pk,
-        _SCANNED.c.uid,
-        func.row_number()
-        .over(partition_by=_SCANNED.c.uid, order_by=(_SCANNED.c.start.desc(), _SCANNED.c.pk.desc()))
-        .label("rank"),
-    )
-    .where(_SCANNED.c.uid.in_(bindparam("uids", expanding=True)))
-    .subquery()
-)
-_HISTORY_SCAN = (
-    select(_RANKED.c.pk, _RANKED.c.uid)
-    .where(_RANKED.c.rank <= HISTORY_SESSIONS)
-    .order_by(_RANKED.c.uid, _RANKED.c.rank)
-)
-"""Of a partner's latest HISTORY_SCAN completed sessions, the latest HISTORY_SESSIONS of each
-wanted token, latest first: the database ranks them, only those come back."""
+def _token_history_statement(n_tokens: int) -> CompoundSelect[int, str]:
+    """The latest HISTORY_SESSIONS completed sessions of each of `n_tokens` tokens of one
+    partner: one index range per token (`ix_charging_session_token_history`), so a plan reads
+    the same few rows however many sessions the store has kept."""
+    parts = []
+    for i in range(n_tokens):
+        latest = (
+            select(ChargingSession.id.label("pk"), ChargingSession.token_uid.label("uid"))
+            .where(
+                ChargingSession.partner_id == bindparam("partner_id"),
+                ChargingSession.token_uid == bindparam(f"uid_{i}"),
+                ChargingSession.status == "COMPLETED",
+                ChargingSession.end_date_time.is_not(None),
+            )
+            .order_by(ChargingSession.start_date_time.desc(), ChargingSession.id.desc())
+            .limit(HISTORY_SESSIONS)
+            .subquery()
+        )
+        parts.append(select(latest.c.pk, latest.c.uid))
+    return union_all(*parts)
+
+
+_TOKEN_HISTORIES: dict[int, CompoundSelect[int, str]] = {}
+"""The history statements by number of tokens, each built once (building one cost about as
+much as running it)."""
+
+
+def _token_histories(db: DbSession, partner_id: int, uids: Sequence[str]) -> Iterator[tuple[int, str]]:
+    """(pk, uid) of each token's history, latest first within a token."""
+    for first in range(0, len(uids), HISTORY_TOKENS_PER_STATEMENT):
+        chunk = uids[first : first + HISTORY_TOKENS_PER_STATEMENT]
+        statement = _TOKEN_HISTORIES.get(len(chunk))
+        if statement is None:
+            statement = _TOKEN_HISTORIES[len(chunk)] = _token_history_statement(len(chunk))
+        params: dict[str, Any] = {f"uid_{i}": uid for i, uid in enumerate(chunk)}
+        params["partner_id"] = partner_id
+        for pk, uid in db.execute(statement, params):
+            yield pk, uid
+
+
+# The rest of the history's statements, built once.
 _PAST_FIGURES = select(
     ChargingSession.id, ChargingSession.start_date_time, ChargingSession.end_date_time, ChargingSession.kwh
 ).where(ChargingSession.id.in_(bindparam("pks", expanding=True)))
@@ -622,15 +629,14 @@ def _histories(
 ) -> dict[int, list[PastSession]]:
     """Each session's token's last completed sessions at the same partner (the driver's habits).
 
-    The database picks each token's sessions (the JSON stays there), then the chosen sessions'
-    figures are read; ties in start time are broken by the latest key. A token without a uid
-    has no history.
+    The database picks each token's sessions, then the chosen sessions' figures are read; ties
+    in start time are broken by the latest key. A token without a uid has no history.
     """
-    wanted = {(s.partner_id, s.cdr_token.get("uid")) for s in sessions}
+    wanted = {(s.partner_id, s.token_uid) for s in sessions}
     past_keys: dict[tuple[int, Any], list[int]] = {key: [] for key in wanted}
     for partner_id in {s.partner_id for s in sessions}:
-        uids = [uid for p, uid in wanted if p == partner_id and uid is not None]
-        for pk, uid in db.execute(_HISTORY_SCAN, {"partner_id": partner_id, "uids": uids}):
+        uids = sorted(uid for p, uid in wanted if p == partner_id and uid is not None)
+        for pk, uid in _token_histories(db, partner_id, uids):
             key = (partner_id, uid)
             if key in past_keys and len(past_keys[key]) < HISTORY_SESSIONS:
                 past_keys[key].append(pk)
@@ -648,7 +654,7 @@ def _histories(
     histories: dict[int, list[PastSession]] = {}
     for session in sessions:
         history = []
-        for pk in past_keys[(session.partner_id, session.cdr_token.get("uid"))]:
+        for pk in past_keys[(session.partner_id, session.token_uid)]:
             if pk == session.id or pk not in figures:
                 continue
             start, end, kwh = figures[pk]

@@ -208,6 +208,7 @@ def put_session(
         for name in _JSON_COLUMNS:
             value = getattr(body, name)
             setattr(row, name, None if value is None else value.model_dump(mode="json", exclude_none=True))
+        row.token_uid = body.cdr_token.uid
         row.extra = dict(body.model_extra or {})
         if row.charging_periods:
             # Old periods go first: the new ones reuse their (session, position) keys.
@@ -296,6 +297,8 @@ def _apply_patch(
         if name in fields:
             value = getattr(patch, name)
             values[name] = None if value is None else value.model_dump(mode="json", exclude_none=True)
+    if "cdr_token" in fields:
+        values["token_uid"] = None if patch.cdr_token is None else patch.cdr_token.uid
     if patch.model_extra:
         values["extra"] = {**row.extra, **patch.model_extra}
     start = values.get("start_date_time", row.start_date_time)

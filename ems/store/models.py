@@ -175,8 +175,9 @@ class ChargingSession(Base):
     __table_args__ = (
         UniqueConstraint("partner_id", "country_code", "party_id", "session_id"),
         Index("ix_charging_session_status", "status"),
-        # A token's history: a partner's completed sessions, latest first, without a sort.
-        Index("ix_charging_session_history", "partner_id", "status", "start_date_time"),
+        # A token's history: its completed sessions at a partner, latest first, without a sort
+        # and without reading any other token's.
+        Index("ix_charging_session_token_history", "partner_id", "token_uid", "status", "start_date_time"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -188,6 +189,9 @@ class ChargingSession(Base):
     end_date_time: Mapped[datetime | None]
     kwh: Mapped[float] = mapped_column(Float)
     cdr_token: Mapped[dict[str, Any]]
+    token_uid: Mapped[str | None] = mapped_column(String(36))
+    """`cdr_token.uid`, copied by the receiver so a token's history is an index range, not a
+    scan of the JSON of every session."""
     auth_method: Mapped[str] = mapped_column(String(16))
     authorization_reference: Mapped[str | None] = mapped_column(String(36))
     location_id: Mapped[str] = mapped_column(String(36))

@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from pytest import MonkeyPatch
 from sqlalchemy import select
 
+from ems import needs
 from ems.config import Settings
 from ems.context import EmsContext
 from ems.needs import Preference, load_stored_inputs
 from ems.ocpi.partners import Caller
-from ems.ocpi.schemas import ChargingPreferences, Session
-from ems.ocpi.sessions import put_charging_preferences, put_session
+from ems.ocpi.schemas import ChargingPreferences, Session, SessionPatch
+from ems.ocpi.sessions import patch_session, put_charging_preferences, put_session
 from ems.store.db import transaction
 from ems.store.models import ChargingPreference, ChargingSession, Partner
 from tests.conftest import add_registered_partner
@@ -79,4 +81,51 @@ def test_history_preferences_and_meter_id(tmp_path: Path) -> None:
     assert [h.energy_kwh for h in history] == [12.0, 20.0]
     assert [h.stopped_full for h in history] == [False, True]
     assert history[1].soc_arrival_pct == 50.0
+    ctx.close()
+
+
+def test_history_is_each_tokens_latest_completed_sessions(tmp_path: Path, monkeypatch: MonkeyPatch) -> None:
+    """Only that token's, only completed, latest first, at most HISTORY_SESSIONS; read in
+    several statements when many tokens plug in at once; a PATCH moving a session to another
+    token moves it to that token's history."""
+    monkeypatch.setattr(needs, "HISTORY_TOKENS_PER_STATEMENT", 2)
+    ctx = EmsContext.create(Settings(database_url=f"sqlite:///{tmp_path / 'h.db'}"))
+    add_registered_partner(ctx)
+    with ctx.db() as db:
+        partner = db.get(Partner, 1)
+        assert partner is not None
+        caller = Caller.of(partner, with_token_a=False)
+    day = datetime(2026, 6, 1, 8, tzinfo=UTC)
+
+    def push(sid: str, uid: str, start: datetime, status: str, kwh: float) -> None:
+        stamp = start.strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = session(sid, status=status, kwh=kwh, start_date_time=stamp, last_updated=stamp)
+        body["cdr_token"] = body["cdr_token"] | {"uid": uid}
+        if status == "COMPLETED":
+            body["end_date_time"] = (start + timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        put_session(ctx, caller, "NL", "CPO", sid, Session.model_validate(body))
+
+    days_of_a = needs.HISTORY_SESSIONS + 3
+    for i in range(days_of_a):  # kWh tell the days apart: 1 the oldest, days_of_a the latest
+        push(f"a{i}", "A", day - timedelta(days=days_of_a - i), "COMPLETED", float(i + 1))
+    push("b-old", "B", day - timedelta(days=40), "COMPLETED", 100.0)
+    push("b-late", "B", day - timedelta(hours=30), "COMPLETED", 101.0)
+    push("b-void", "B", day - timedelta(hours=20), "INVALID", 102.0)
+    push("moved", "C", day - timedelta(hours=10), "COMPLETED", 200.0)
+    patch = {"cdr_token": session()["cdr_token"] | {"uid": "D"}, "last_updated": "2026-06-01T07:00:00Z"}
+    patch_session(ctx, caller, "NL", "CPO", "moved", SessionPatch.model_validate(patch))
+    for uid in "ABCDE":
+        push(f"now-{uid}", uid, day, "ACTIVE", 0.0)
+
+    with ctx.db() as db:
+        rows = list(db.scalars(select(ChargingSession).where(ChargingSession.status == "ACTIVE")))
+        stored = load_stored_inputs(db, rows)
+    kwh = {row.token_uid: [h.energy_kwh for h in stored.history[row.id]] for row in rows}
+    assert kwh == {
+        "A": [float(i) for i in range(days_of_a, days_of_a - needs.HISTORY_SESSIONS, -1)],
+        "B": [101.0, 100.0],
+        "C": [],
+        "D": [200.0],
+        "E": [],
+    }
     ctx.close()
