@@ -39,12 +39,14 @@ The estimation itself is pure (`estimate_need`); `load_need_inputs` gathers its 
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import statistics
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import CompoundSelect, bindparam, func, select, union_all
 from sqlalchemy.orm import Session as DbSession
@@ -103,6 +105,16 @@ class PeriodSample:
     current_a: float | None
     limit_kw: float | None
     """The limit our profile set for that period, in kW; None when no profile of ours held."""
+
+
+class StoredPeriod(Protocol):
+    """A charging period as stored: a `ChargingPeriod`, or a row of its columns."""
+
+    @property
+    def start_date_time(self) -> datetime: ...
+
+    @property
+    def dimensions(self) -> list[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -376,14 +388,19 @@ def _dimension(dimensions: Sequence[dict[str, Any]], kind: str) -> float | None:
     return None
 
 
-def profile_limit_kw(profile: dict[str, Any], at: datetime, voltage_v: float, phases: int) -> float | None:
-    """The limit an OCPI ChargingProfile sets at `at`, in kW (None before it starts)."""
+def profile_limit_kw(
+    profile: dict[str, Any], at: datetime, voltage_v: float, phases: int, start: datetime | None = None
+) -> float | None:
+    """The limit an OCPI ChargingProfile sets at `at`, in kW (None before it starts); `start`
+    is its `start_date_time` already parsed, if the caller has it."""
     from ems.ocpi.datetimes import parse_ocpi_datetime
 
-    start = profile.get("start_date_time")
-    if not start:
-        return None
-    offset_s = (at - parse_ocpi_datetime(start)).total_seconds()
+    if start is None:
+        raw = profile.get("start_date_time")
+        if not raw:
+            return None
+        start = parse_ocpi_datetime(raw)
+    offset_s = (at - start).total_seconds()
     if offset_s < 0:
         return None
     limit: float | None = None
@@ -396,7 +413,7 @@ def profile_limit_kw(profile: dict[str, Any], at: datetime, voltage_v: float, ph
 
 
 def period_samples(
-    periods: Sequence[ChargingPeriod],
+    periods: Sequence[StoredPeriod],
     session_end: datetime,
     profiles: Sequence[tuple[datetime, dict[str, Any]]],
     voltage_v: float,
@@ -419,10 +436,27 @@ def period_samples(
         raw.append((period.start_date_time, end, power, _dimension(period.dimensions, "CURRENT")))
     unlimited = [PeriodSample(start, end, power, current, None) for start, end, power, current in raw]
     phases = min(learned_phases(unlimited, voltage_v) or connector_phases, connector_phases)
+    from ems.ocpi.datetimes import parse_ocpi_datetime
+
+    sent = [sent_at for sent_at, _ in profiles]
+    in_sent_order = all(a <= b for a, b in itertools.pairwise(sent))
+    starts: dict[int, datetime | None] = {}  # each profile's start, parsed once
     samples = []
     for start, end, power, current in raw:
-        in_force = [p for sent_at, p in profiles if sent_at <= start]
-        limit = profile_limit_kw(in_force[-1], start, voltage_v, phases) if in_force else None
+        # the latest profile sent by then (the list is in the order they were sent)
+        if in_sent_order:
+            latest = bisect.bisect_right(sent, start) - 1
+        else:
+            latest = max((i for i, sent_at in enumerate(sent) if sent_at <= start), default=-1)
+        limit = None
+        if latest >= 0:
+            profile = profiles[latest][1]
+            if latest not in starts:
+                raw_start = profile.get("start_date_time")
+                starts[latest] = parse_ocpi_datetime(raw_start) if raw_start else None
+            profile_start = starts[latest]
+            if profile_start is not None:
+                limit = profile_limit_kw(profile, start, voltage_v, phases, profile_start)
         samples.append(PeriodSample(start, end, power, current, limit))
     return samples
 
@@ -446,7 +480,7 @@ class StoredInputs:
     """
 
     preferences: dict[int, Preference]
-    periods: dict[int, list[ChargingPeriod]]
+    periods: dict[int, list[StoredPeriod]]
     profiles: dict[int, list[tuple[datetime, dict[str, Any]]]]
     history: dict[int, list[PastSession]]
 
@@ -466,7 +500,7 @@ _PREFERENCES = (
     .order_by(ChargingPreference.received_at, ChargingPreference.id)
 )
 _PERIODS = (
-    select(ChargingPeriod)
+    select(ChargingPeriod.session_pk, ChargingPeriod.start_date_time, ChargingPeriod.dimensions)
     .where(ChargingPeriod.session_pk.in_(bindparam("pks", expanding=True)))
     .order_by(ChargingPeriod.session_pk, ChargingPeriod.position)
 )
@@ -503,8 +537,8 @@ def load_stored_inputs(
         )
         preferences[session.id] = parsed or Preference()
 
-    periods: dict[int, list[ChargingPeriod]] = {pk: [] for pk in pks}
-    for period in db.scalars(_PERIODS, {"pks": pks}):
+    periods: dict[int, list[StoredPeriod]] = {pk: [] for pk in pks}
+    for period in db.execute(_PERIODS, {"pks": pks}):  # rows, not ORM objects: a plan reads hundreds
         periods[period.session_pk].append(period)
 
     profiles: dict[int, list[tuple[datetime, dict[str, Any]]]] = {pk: [] for pk in pks}
@@ -551,8 +585,7 @@ def _token_histories(db: DbSession, partner_id: int, uids: Sequence[str]) -> Ite
             statement = _TOKEN_HISTORIES[len(chunk)] = _token_history_statement(len(chunk))
         params: dict[str, Any] = {f"uid_{i}": uid for i, uid in enumerate(chunk)}
         params["partner_id"] = partner_id
-        for pk, uid in db.execute(statement, params):
-            yield pk, uid
+        yield from ((pk, uid) for pk, uid in db.execute(statement, params))
 
 
 # The rest of the history's statements, built once.
