@@ -297,18 +297,39 @@ def _solve_model(
     return _heuristic(model, problem, slot_of).outcome, "lp_heuristic"
 
 
+def _mip_of(model: StagedLp, problem: Problem, kept: StagedLp | None = None) -> StagedLp:
+    """A MIP over `model`'s slots and steps: `kept` when it is one, its last solution and
+    incumbent cleared (`load` then sets every bound, coefficient and integrality, so it
+    solves as a new one would), else a new one."""
+    if (
+        kept is not None
+        and kept.site is model.site
+        and kept.slots == model.slots
+        and (kept.T, kept.dt_h) == (model.T, model.dt_h)
+    ):
+        kept.h.clearSolver()
+        return kept
+    threads = problem.options.threads
+    return StagedLp(problem.site, model.slots, model.T, problem.step_s, mip=True, threads=threads)
+
+
 def _exact(
-    problem: Problem, model: StagedLp, slot_of: list[int], rounded: StageOutcome, bounds: list[float]
+    problem: Problem,
+    model: StagedLp,
+    slot_of: list[int],
+    rounded: StageOutcome,
+    bounds: list[float],
+    mip: StagedLp | None = None,
 ) -> tuple[StageOutcome, float]:
     """The exact minimum-current rule where the rounding was not proved optimal: a HiGHS MIP
-    over `model`'s slots and steps, started from the rounded plan, binary over the first
-    `SolveOptions.mip_horizon_s` (later steps relaxed, then rounded on `model` with the
-    MIP's decisions kept: `_round_later`); the better of it and the rounded plan. Returns the
-    outcome and the seconds spent building the MIP."""
+    over `model`'s slots and steps (`mip`, from `_mip_of`, or a new one), started from the
+    rounded plan, binary over the first `SolveOptions.mip_horizon_s` (later steps relaxed,
+    then rounded on `model` with the MIP's decisions kept: `_round_later`); the better of it
+    and the rounded plan. Returns the outcome and the seconds spent building the MIP."""
     opts = problem.options
     t0 = time.perf_counter()
     exact_steps = _exact_steps(problem)
-    mip = StagedLp(problem.site, model.slots, model.T, problem.step_s, mip=True, threads=opts.threads)
+    mip = _mip_of(model, problem, mip)
     mip.load(model.steps, model.slot_data, binary_steps=exact_steps)
     if rounded.ok and rounded.x is not None:
         mip.set_start(rounded.x)
@@ -435,6 +456,8 @@ class _Persistent:
     model: StagedLp
     slot_index: dict[tuple[str, int], int]
     step_s: int
+    mip: StagedLp | None = None
+    """The MIP over `model`'s slots and steps, once one was needed."""
 
 
 class PersistentPlanner:
@@ -515,7 +538,9 @@ class PersistentPlanner:
             rounded = _heuristic(st.model, problem, slot_of)
             outcome = rounded.outcome
             if not _proved(rounded, problem.options):
-                outcome, mip_build_s = _exact(problem, st.model, slot_of, outcome, rounded.bounds)
+                # the MIP is kept with the model: building it took a seventh of its solve
+                st.mip = _mip_of(st.model, problem, st.mip)
+                outcome, mip_build_s = _exact(problem, st.model, slot_of, outcome, rounded.bounds, st.mip)
         else:
             outcome, method = _solve_model(st.model, problem, slot_of, method)
         t2 = time.perf_counter()
