@@ -173,6 +173,7 @@ def save_preferences(ctx: EmsContext, session_pk: int, prefs: DriverPreferences)
             received_at=now,
         )
         db.add(pref)
+        row.revision = ChargingSession.revision + 1
         db.flush()
         key = SessionKey(row.partner_id, row.country_code, row.party_id, row.session_id)
         pref_id = pref.id

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import CompoundSelect, bindparam, func, select, union_all
+from sqlalchemy import CompoundSelect, bindparam, select, union_all
 from sqlalchemy.orm import Session as DbSession
 
 from ems.store.models import ChargingPeriod, ChargingPreference, ChargingSession, Partner, ProfileRequest
@@ -516,7 +516,7 @@ _PROFILES_SENT = (
 
 
 def load_stored_inputs(
-    db: DbSession, sessions: Sequence[ChargingSession], past_powers: PastPowerCache | None = None
+    db: DbSession, sessions: Sequence[ChargingSession], past_sessions: PastSessionCache | None = None
 ) -> StoredInputs:
     pks = [s.id for s in sessions]
     partners = {p.id: p for p in db.scalars(_PARTNERS, {"ids": list({s.partner_id for s in sessions})})}
@@ -546,17 +546,21 @@ def load_stored_inputs(
         if profile and session_pk is not None:
             profiles[session_pk].append((sent_at, profile))
 
-    return StoredInputs(preferences, periods, profiles, _histories(db, sessions, past_powers))
+    return StoredInputs(preferences, periods, profiles, _histories(db, sessions, past_sessions))
 
 
-def _token_history_statement(n_tokens: int) -> CompoundSelect[int, str]:
+def _token_history_statement(n_tokens: int) -> CompoundSelect[int, str, int]:
     """The latest HISTORY_SESSIONS completed sessions of each of `n_tokens` tokens of one
     partner: one index range per token (`ix_charging_session_token_history`), so a plan reads
     the same few rows however many sessions the store has kept."""
     parts = []
     for i in range(n_tokens):
         latest = (
-            select(ChargingSession.id.label("pk"), ChargingSession.token_uid.label("uid"))
+            select(
+                ChargingSession.id.label("pk"),
+                ChargingSession.token_uid.label("uid"),
+                ChargingSession.revision.label("revision"),
+            )
             .where(
                 ChargingSession.partner_id == bindparam("partner_id"),
                 ChargingSession.token_uid == bindparam(f"uid_{i}"),
@@ -567,17 +571,17 @@ def _token_history_statement(n_tokens: int) -> CompoundSelect[int, str]:
             .limit(HISTORY_SESSIONS)
             .subquery()
         )
-        parts.append(select(latest.c.pk, latest.c.uid))
+        parts.append(select(latest.c.pk, latest.c.uid, latest.c.revision))
     return union_all(*parts)
 
 
-_TOKEN_HISTORIES: dict[int, CompoundSelect[int, str]] = {}
+_TOKEN_HISTORIES: dict[int, CompoundSelect[int, str, int]] = {}
 """The history statements by number of tokens, each built once (building one cost about as
 much as running it)."""
 
 
-def _token_histories(db: DbSession, partner_id: int, uids: Sequence[str]) -> Iterator[tuple[int, str]]:
-    """(pk, uid) of each token's history, latest first within a token."""
+def _token_histories(db: DbSession, partner_id: int, uids: Sequence[str]) -> Iterator[tuple[int, str, int]]:
+    """(pk, uid, revision) of each token's history, latest first within a token."""
     for first in range(0, len(uids), HISTORY_TOKENS_PER_STATEMENT):
         chunk = uids[first : first + HISTORY_TOKENS_PER_STATEMENT]
         statement = _TOKEN_HISTORIES.get(len(chunk))
@@ -585,7 +589,7 @@ def _token_histories(db: DbSession, partner_id: int, uids: Sequence[str]) -> Ite
             statement = _TOKEN_HISTORIES[len(chunk)] = _token_history_statement(len(chunk))
         params: dict[str, Any] = {f"uid_{i}": uid for i, uid in enumerate(chunk)}
         params["partner_id"] = partner_id
-        yield from ((pk, uid) for pk, uid in db.execute(statement, params))
+        yield from ((pk, uid, revision) for pk, uid, revision in db.execute(statement, params))
 
 
 # The rest of the history's statements, built once.
@@ -600,11 +604,6 @@ _PAST_SOC = (
     )
     .order_by(ChargingPreference.id)
 )
-_PERIOD_MARKS = (
-    select(ChargingPeriod.session_pk, func.count(), func.max(ChargingPeriod.id))
-    .where(ChargingPeriod.session_pk.in_(bindparam("pks", expanding=True)))
-    .group_by(ChargingPeriod.session_pk)
-)
 _PAST_PERIODS = (
     select(ChargingPeriod.session_pk, ChargingPeriod.dimensions)
     .where(ChargingPeriod.session_pk.in_(bindparam("pks", expanding=True)))
@@ -612,87 +611,92 @@ _PAST_PERIODS = (
 )
 
 
-class PastPowerCache:
-    """The power drawn in each charging period of past sessions, kept between plans.
+class PastSessionCache:
+    """What a token's history takes of each past session, kept between plans.
 
-    A token's history is read at every plan, and its periods were most of a plan's reading.
-    A session's periods are only ever appended (a PUT replaces them with new rows), so the
-    count and the highest row id of its periods tell whether what is kept is still what is
-    stored. Keep one per database (the planner keeps one).
+    A token's history is read at every plan: its sessions' figures, stated states of charge
+    and metered periods were most of a plan's reading. The receiver bumps a session's
+    `revision` with every change to it, its periods or its preferences, and the statement
+    that picks a history reads the revisions: what is kept is used while its revision is
+    the stored one. Keep one per database (the planner keeps one).
     """
 
     def __init__(self, max_sessions: int = 50_000) -> None:
         self.max_sessions = max_sessions
-        self._kept: dict[int, tuple[tuple[int, int], list[float]]] = {}
+        self._kept: dict[int, tuple[int, PastSession]] = {}
         self._lock = threading.Lock()
 
-    def powers(self, db: DbSession, session_pks: Sequence[int]) -> dict[int, list[float]]:
-        marks = {
-            pk: (int(n), int(last)) for pk, n, last in db.execute(_PERIOD_MARKS, {"pks": list(session_pks)})
-        }
-        out: dict[int, list[float]] = {pk: [] for pk in session_pks}
-        missing = []
+    def past_sessions(self, db: DbSession, revisions: dict[int, int]) -> dict[int, PastSession]:
+        """The past sessions of these keys (with their revisions as just read); a key whose
+        session is gone, or not finished, has none."""
+        out: dict[int, PastSession] = {}
+        missing: dict[int, int] = {}
         with self._lock:
-            for pk, mark in marks.items():
+            for pk, revision in revisions.items():
                 kept = self._kept.get(pk)
-                if kept is not None and kept[0] == mark:
+                if kept is not None and kept[0] == revision:
                     out[pk] = kept[1]
                 else:
-                    missing.append(pk)
+                    missing[pk] = revision
         if missing:
-            fresh = _period_powers(db, missing)
+            fresh = _read_past_sessions(db, list(missing))
             with self._lock:
                 if len(self._kept) + len(fresh) > self.max_sessions:
                     self._kept.clear()
-                for pk, drawn in fresh.items():
-                    out[pk] = drawn
-                    self._kept[pk] = (marks[pk], drawn)
+                for pk, past in fresh.items():
+                    out[pk] = past
+                    self._kept[pk] = (missing[pk], past)
         return out
 
 
-def _period_powers(db: DbSession, session_pks: Sequence[int]) -> dict[int, list[float]]:
-    powers: dict[int, list[float]] = {pk: [] for pk in session_pks}
-    for session_pk, dimensions in db.execute(_PAST_PERIODS, {"pks": list(session_pks)}):
+def _read_past_sessions(db: DbSession, session_pks: Sequence[int]) -> dict[int, PastSession]:
+    figures: dict[int, tuple[datetime, datetime, float]] = {}
+    for pk, start, end, kwh in db.execute(_PAST_FIGURES, {"pks": list(session_pks)}):
+        if end is not None:
+            figures[pk] = (start, end, kwh)
+    soc: dict[int, float] = {}
+    for session_pk, soc_pct in db.execute(_PAST_SOC, {"pks": list(session_pks)}):
+        if soc_pct is not None:
+            soc[session_pk] = soc_pct
+    powers: dict[int, list[float]] = {pk: [] for pk in figures}
+    for session_pk, dimensions in db.execute(_PAST_PERIODS, {"pks": list(figures)}):
         powers[session_pk].append(_dimension(dimensions, "POWER") or 0.0)
-    return powers
+    past: dict[int, PastSession] = {}
+    for pk, (start, end, kwh) in figures.items():
+        drawn = powers[pk]
+        stopped_full = bool(drawn) and max(drawn) > 0 and drawn[-1] < FULL_POWER_RATIO * max(drawn)
+        past[pk] = PastSession(start, end, kwh, soc.get(pk), stopped_full)
+    return past
 
 
 def _histories(
-    db: DbSession, sessions: Sequence[ChargingSession], past_powers: PastPowerCache | None = None
+    db: DbSession, sessions: Sequence[ChargingSession], cache: PastSessionCache | None = None
 ) -> dict[int, list[PastSession]]:
     """Each session's token's last completed sessions at the same partner (the driver's habits).
 
-    The database picks each token's sessions, then the chosen sessions' figures are read; ties
-    in start time are broken by the latest key. A token without a uid has no history.
+    The database picks each token's sessions, then the chosen sessions' figures are read (or
+    taken from `cache`); ties in start time are broken by the latest key. A token without a
+    uid has no history.
     """
     wanted = {(s.partner_id, s.token_uid) for s in sessions}
     past_keys: dict[tuple[int, Any], list[int]] = {key: [] for key in wanted}
+    revisions: dict[int, int] = {}
     for partner_id in {s.partner_id for s in sessions}:
         uids = sorted(uid for p, uid in wanted if p == partner_id and uid is not None)
-        for pk, uid in _token_histories(db, partner_id, uids):
+        for pk, uid, revision in _token_histories(db, partner_id, uids):
             key = (partner_id, uid)
             if key in past_keys and len(past_keys[key]) < HISTORY_SESSIONS:
                 past_keys[key].append(pk)
-    past_pks = [pk for pks in past_keys.values() for pk in pks]
-    figures: dict[int, tuple[datetime, datetime, float]] = {}
-    if past_pks:
-        for pk, start, end, kwh in db.execute(_PAST_FIGURES, {"pks": past_pks}):
-            if end is not None:
-                figures[pk] = (start, end, kwh)
-    soc: dict[int, float] = {}
-    for session_pk, soc_pct in db.execute(_PAST_SOC, {"pks": past_pks}):
-        if soc_pct is not None:
-            soc[session_pk] = soc_pct
-    powers = past_powers.powers(db, past_pks) if past_powers is not None else _period_powers(db, past_pks)
+                revisions[pk] = revision
+    if cache is not None:
+        past = cache.past_sessions(db, revisions)
+    else:
+        past = _read_past_sessions(db, list(revisions))
     histories: dict[int, list[PastSession]] = {}
     for session in sessions:
-        history = []
-        for pk in past_keys[(session.partner_id, session.token_uid)]:
-            if pk == session.id or pk not in figures:
-                continue
-            start, end, kwh = figures[pk]
-            drawn = powers[pk]
-            stopped_full = bool(drawn) and max(drawn) > 0 and drawn[-1] < FULL_POWER_RATIO * max(drawn)
-            history.append(PastSession(start, end, kwh, soc.get(pk), stopped_full))
-        histories[session.id] = history
+        histories[session.id] = [
+            past[pk]
+            for pk in past_keys[(session.partner_id, session.token_uid)]
+            if pk != session.id and pk in past
+        ]
     return histories

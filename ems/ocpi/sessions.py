@@ -121,7 +121,9 @@ _SELECT_TAIL = select(_PERIODS.c.position, _PERIODS.c.start_date_time, _PERIODS.
 """A session's periods from a PATCH's earliest start on, and its last one: one statement tells
 which of the PATCH's periods are already stored and where the new ones go."""
 _INSERT_PERIODS = insert(_PERIODS)
-_UPDATE_SESSION = update(_SESSIONS).where(_SESSIONS.c.id == bindparam("b_pk"))
+_UPDATE_SESSION = (
+    update(_SESSIONS).where(_SESSIONS.c.id == bindparam("b_pk")).values(revision=_SESSIONS.c.revision + 1)
+)
 
 
 def _append_periods(db: DbSession, session_pk: int, periods: list[Any]) -> None:
@@ -209,6 +211,8 @@ def put_session(
             value = getattr(body, name)
             setattr(row, name, None if value is None else value.model_dump(mode="json", exclude_none=True))
         row.token_uid = body.cdr_token.uid
+        if not created:
+            row.revision = ChargingSession.revision + 1
         row.extra = dict(body.model_extra or {})
         if row.charging_periods:
             # Old periods go first: the new ones reuse their (session, position) keys.
@@ -305,9 +309,9 @@ def _apply_patch(
     end = values.get("end_date_time", row.end_date_time)
     if end is not None and end < start:
         raise OcpiError(OcpiStatus.INVALID_OR_MISSING_PARAMETERS, "end_date_time: before start_date_time")
-    if values:
-        # The SET clause follows the parameters' keys; the statement is built once.
-        db.execute(_UPDATE_SESSION, {"b_pk": row.id, **values})
+    # The SET clause follows the parameters' keys (and always bumps the revision: the periods
+    # below change the session too); the statement is built once.
+    db.execute(_UPDATE_SESSION, {"b_pk": row.id, **values})
     if patch.charging_periods:
         _append_periods(db, row.id, list(patch.charging_periods))
     status = values.get("status", row.status)
@@ -400,6 +404,7 @@ def put_charging_preferences(
             return "NOT_POSSIBLE"
         if preferences.departure_time is not None and preferences.departure_time <= now:
             return "NOT_POSSIBLE"
+        row.revision = ChargingSession.revision + 1
         db.add(
             ChargingPreference(
                 session_pk=row.id,

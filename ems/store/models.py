@@ -207,6 +207,9 @@ class ChargingSession(Base):
     stale: Mapped[bool] = mapped_column(Boolean, default=False)
     """The CPO answered UNKNOWN_SESSION: stop sending profiles for it."""
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Counts the changes the receiver applied to the session, its periods and its preferences:
+    what a planner keeps of a past session is current while the revision is the same."""
 
     charging_periods: Mapped[list[ChargingPeriod]] = relationship(
         back_populates="session", cascade="all, delete-orphan", order_by="ChargingPeriod.position"

@@ -1,0 +1,90 @@
+"""A token's history read through the planner's cache of past sessions equals a fresh read."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+
+from ems.config import Settings
+from ems.context import EmsContext
+from ems.driver import DriverPreferences, save_preferences
+from ems.needs import PastSessionCache, load_stored_inputs
+from ems.ocpi.partners import Caller
+from ems.ocpi.schemas import ChargingPreferences, Session, SessionPatch
+from ems.ocpi.sessions import patch_session, put_charging_preferences, put_session
+from ems.store.models import ChargingSession, Partner
+from tests.conftest import add_registered_partner
+from tests.support.ocpi_objects import session
+
+DAY = datetime(2026, 6, 1, 8, tzinfo=UTC)
+
+
+def _stamp(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _periods(start: datetime, powers: list[float]) -> list[dict[str, object]]:
+    return [
+        {
+            "start_date_time": _stamp(start + timedelta(minutes=15 * i)),
+            "dimensions": [{"type": "ENERGY", "volume": p / 4}, {"type": "POWER", "volume": p}],
+        }
+        for i, p in enumerate(powers)
+    ]
+
+
+def test_cached_history_follows_every_later_change(tmp_path: Path) -> None:
+    """A late meter update, a corrected energy, a whole new PUT: each bumps the session's
+    revision, and the cached history follows it."""
+    ctx = EmsContext.create(Settings(database_url=f"sqlite:///{tmp_path / 'p.db'}"))
+    add_registered_partner(ctx)
+    with ctx.db() as db:
+        caller = Caller.of(db.get(Partner, 1), with_token_a=False)  # type: ignore[arg-type]
+    past = DAY - timedelta(days=1)
+    body = session(
+        "past", status="COMPLETED", kwh=14.0, start_date_time=_stamp(past), last_updated=_stamp(past)
+    )
+    body["end_date_time"] = _stamp(past + timedelta(hours=9))
+    body["charging_periods"] = _periods(past, [7.0, 7.0])
+    put_session(ctx, caller, "NL", "CPO", "past", Session.model_validate(body))
+    now = session("now", status="ACTIVE", kwh=0.0, start_date_time=_stamp(DAY), last_updated=_stamp(DAY))
+    put_session(ctx, caller, "NL", "CPO", "now", Session.model_validate(now))
+    with ctx.db() as db:
+        now_pk = db.scalars(select(ChargingSession.id).where(ChargingSession.session_id == "now")).one()
+    cache = PastSessionCache()
+
+    def history(with_cache: bool) -> list[tuple[float, bool]]:
+        with ctx.db() as db:
+            rows = list(db.scalars(select(ChargingSession).where(ChargingSession.status == "ACTIVE")))
+            stored = load_stored_inputs(db, rows, cache if with_cache else None)
+        return [(h.energy_kwh, h.stopped_full) for h in stored.history[rows[0].id]]
+
+    def revision(session_id: str = "past") -> int:
+        with ctx.db() as db:
+            query = select(ChargingSession.revision).where(ChargingSession.session_id == session_id)
+            return db.scalars(query).one()
+
+    assert history(True) == history(False) == [(14.0, False)]
+    assert revision() == 0
+    # A late meter update of the finished session: it stopped because the battery was full.
+    late = _stamp(past + timedelta(hours=10))
+    patch = {"charging_periods": _periods(past + timedelta(minutes=30), [0.1]), "last_updated": late}
+    patch_session(ctx, caller, "NL", "CPO", "past", SessionPatch.model_validate(patch))
+    assert history(True) == history(False) == [(14.0, True)]
+    # The CPO corrects the energy, with the same last_updated (not older: applied).
+    patch = {"kwh": 14.5, "last_updated": late}
+    patch_session(ctx, caller, "NL", "CPO", "past", SessionPatch.model_validate(patch))
+    assert history(True) == history(False) == [(14.5, True)]
+    # A PUT replaces the session and its periods.
+    body["kwh"], body["last_updated"] = 15.0, _stamp(past + timedelta(hours=11))
+    put_session(ctx, caller, "NL", "CPO", "past", Session.model_validate(body))
+    assert history(True) == history(False) == [(15.0, False)]
+    assert revision() == 3
+    # Preferences change a session too (a history reads the stated state of charge).
+    prefs = ChargingPreferences.model_validate({"profile_type": "REGULAR", "energy_need": 9})
+    put_charging_preferences(ctx, caller, "NL", "CPO", "now", prefs, now=DAY)
+    save_preferences(ctx, now_pk, DriverPreferences(DAY + timedelta(hours=8), 40.0, None, None))
+    assert revision("now") == 2
+    ctx.close()
