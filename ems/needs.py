@@ -461,7 +461,8 @@ def period_samples(
     return samples
 
 
-def _preference_of(row: ChargingPreference) -> Preference:
+def _preference_of(row: Any) -> Preference:
+    """A `ChargingPreference`, or a row of `_PREFERENCES`, as the estimate's `Preference`."""
     return Preference(
         departure=row.departure_time,
         energy_need_kwh=row.energy_need_kwh,
@@ -493,9 +494,19 @@ HISTORY_TOKENS_PER_STATEMENT = 100
 
 # The statements of every plan's inputs, built once (building them cost about as much as
 # running them).
-_PARTNERS = select(Partner).where(Partner.id.in_(bindparam("ids", expanding=True)))
+# Rows, not ORM objects: a plan reads them all again, and an object costs more than its columns.
+_METER_ID_PARTNERS = select(Partner.id).where(
+    Partner.id.in_(bindparam("ids", expanding=True)), Partner.meter_id_preferences.is_(True)
+)
 _PREFERENCES = (
-    select(ChargingPreference)
+    select(
+        ChargingPreference.session_pk,
+        ChargingPreference.departure_time,
+        ChargingPreference.energy_need_kwh,
+        ChargingPreference.soc_arrival_pct,
+        ChargingPreference.battery_capacity_kwh,
+        ChargingPreference.target_soc_pct,
+    )
     .where(ChargingPreference.session_pk.in_(bindparam("pks", expanding=True)))
     .order_by(ChargingPreference.received_at, ChargingPreference.id)
 )
@@ -519,26 +530,23 @@ def load_stored_inputs(
     db: DbSession, sessions: Sequence[ChargingSession], past_sessions: PastSessionCache | None = None
 ) -> StoredInputs:
     pks = [s.id for s in sessions]
-    partners = {p.id: p for p in db.scalars(_PARTNERS, {"ids": list({s.partner_id for s in sessions})})}
+    meter_id_partners = set(db.scalars(_METER_ID_PARTNERS, {"ids": list({s.partner_id for s in sessions})}))
 
-    latest: dict[int, ChargingPreference] = {}
-    for row in db.scalars(_PREFERENCES, {"pks": pks}):
+    latest: dict[int, Any] = {}
+    for row in db.execute(_PREFERENCES, {"pks": pks}):
         latest[row.session_pk] = row
     preferences: dict[int, Preference] = {}
     for session in sessions:
         if session.id in latest:
             preferences[session.id] = _preference_of(latest[session.id])
             continue
-        partner = partners.get(session.partner_id)
         parsed = (
-            parse_meter_id_preferences(session.meter_id)
-            if partner is not None and partner.meter_id_preferences
-            else None
+            parse_meter_id_preferences(session.meter_id) if session.partner_id in meter_id_partners else None
         )
         preferences[session.id] = parsed or Preference()
 
     periods: dict[int, list[StoredPeriod]] = {pk: [] for pk in pks}
-    for period in db.execute(_PERIODS, {"pks": pks}):  # rows, not ORM objects: a plan reads hundreds
+    for period in db.execute(_PERIODS, {"pks": pks}):
         periods[period.session_pk].append(period)
 
     profiles: dict[int, list[tuple[datetime, dict[str, Any]]]] = {pk: [] for pk in pks}
