@@ -93,7 +93,8 @@ _PERIODS: Table = ChargingPeriod.__table__  # type: ignore[assignment]
 
 # The PATCH hot path's statements, built once: building SQLAlchemy expressions per request
 # cost about as much as running them.
-_SELECT_FOR_PATCH = select(
+_SELECT_FOR_PATCHES = select(
+    _SESSIONS.c.session_id,
     _SESSIONS.c.id,
     _SESSIONS.c.last_updated,
     _SESSIONS.c.status,
@@ -107,55 +108,65 @@ _SELECT_FOR_PATCH = select(
     _SESSIONS.c.partner_id == bindparam("partner_id"),
     _SESSIONS.c.country_code == bindparam("country_code"),
     _SESSIONS.c.party_id == bindparam("party_id"),
-    _SESSIONS.c.session_id == bindparam("session_id"),
+    _SESSIONS.c.session_id.in_(bindparam("session_ids", expanding=True)),
 )
-_LAST_POSITION = (
-    select(func.max(_PERIODS.c.position))
-    .where(_PERIODS.c.session_pk == bindparam("session_pk"))
-    .scalar_subquery()
+_LATER_PERIODS = _PERIODS.alias("later")
+_SELECT_TAILS = select(
+    _PERIODS.c.session_pk, _PERIODS.c.position, _PERIODS.c.start_date_time, _PERIODS.c.dimensions
+).where(
+    _PERIODS.c.session_pk.in_(bindparam("session_pks", expanding=True)),
+    or_(
+        _PERIODS.c.start_date_time >= bindparam("first_start"),
+        _PERIODS.c.position
+        == select(func.max(_LATER_PERIODS.c.position))
+        .where(_LATER_PERIODS.c.session_pk == _PERIODS.c.session_pk)
+        .scalar_subquery(),
+    ),
 )
-_SELECT_TAIL = select(_PERIODS.c.position, _PERIODS.c.start_date_time, _PERIODS.c.dimensions).where(
-    _PERIODS.c.session_pk == bindparam("session_pk"),
-    or_(_PERIODS.c.start_date_time >= bindparam("first_start"), _PERIODS.c.position == _LAST_POSITION),
-)
-"""A session's periods from a PATCH's earliest start on, and its last one: one statement tells
-which of the PATCH's periods are already stored and where the new ones go."""
+"""Sessions' periods from the PATCHes' earliest start on, and each one's last: one statement
+tells which of the PATCHes' periods are already stored and where the new ones go."""
 _INSERT_PERIODS = insert(_PERIODS)
 _UPDATE_SESSION = (
     update(_SESSIONS).where(_SESSIONS.c.id == bindparam("b_pk")).values(revision=_SESSIONS.c.revision + 1)
 )
 
 
-def _append_periods(db: DbSession, session_pk: int, periods: list[Any]) -> None:
-    """Append a PATCH's charging periods without loading the session's whole history.
+def _append_periods(db: DbSession, appends: Sequence[tuple[int, list[Any]]]) -> None:
+    """Append PATCHes' charging periods (one PATCH per session) without loading the sessions'
+    whole histories.
 
     A period identical to one already stored (same start and dimensions) is a retried PATCH:
     skipped, so a retry never doubles the energy. Core statements: this is the hot path.
     """
-    first_start = min(p.start_date_time for p in periods)
-    stored: set[tuple[datetime, str]] = set()
-    position = -1
-    for at, start, dimensions in db.execute(
-        _SELECT_TAIL, {"session_pk": session_pk, "first_start": first_start}
+    firsts = {pk: min(p.start_date_time for p in periods) for pk, periods in appends}
+    tails: dict[int, list[tuple[int, datetime, Any]]] = {pk: [] for pk in firsts}
+    for pk, at, start, dimensions in db.execute(
+        _SELECT_TAILS, {"session_pks": list(firsts), "first_start": min(firsts.values())}
     ):
-        stored.add((start, repr(dimensions)))
-        position = max(position, at)
+        tails[pk].append((at, start, dimensions))
     rows = []
-    for period in periods:
-        dimensions = [d.model_dump(mode="json") for d in period.dimensions]
-        if (period.start_date_time, repr(dimensions)) in stored:
-            continue
-        position += 1
-        stored.add((period.start_date_time, repr(dimensions)))
-        rows.append(
-            {
-                "session_pk": session_pk,
-                "position": position,
-                "start_date_time": period.start_date_time,
-                "dimensions": dimensions,
-                "tariff_id": period.tariff_id,
-            }
-        )
+    for pk, periods in appends:
+        position = max((at for at, _, _ in tails[pk]), default=-1)
+        stored = {
+            (start, repr(dimensions))
+            for at, start, dimensions in tails[pk]
+            if start >= firsts[pk] or at == position
+        }
+        for period in periods:
+            dimensions = [d.model_dump(mode="json") for d in period.dimensions]
+            if (period.start_date_time, repr(dimensions)) in stored:
+                continue
+            position += 1
+            stored.add((period.start_date_time, repr(dimensions)))
+            rows.append(
+                {
+                    "session_pk": pk,
+                    "position": position,
+                    "start_date_time": period.start_date_time,
+                    "dimensions": dimensions,
+                    "tariff_id": period.tariff_id,
+                }
+            )
     if rows:
         db.execute(_INSERT_PERIODS, rows)
 
@@ -233,7 +244,7 @@ def patch_session(
 ) -> PushOutcome:
     """One PATCH: one transaction, its event published after the commit."""
     with transaction(ctx.db) as db:
-        outcome, event = _apply_patch(db, caller, cc, pid, session_id, patch, ctx.clock.now)
+        [(outcome, event)] = _apply_patches(db, caller, cc, pid, [(session_id, patch)], ctx.clock.now)
     if event is not None:
         ctx.bus.publish(event)
     return outcome
@@ -245,90 +256,128 @@ def patch_sessions(
     """Several PATCHes of one party applied as `patch_session` applies each, in one transaction.
 
     For a caller holding a batch of meter updates at once (the replay's virtual CPO at each
-    simulated step): the per-request transaction was about a fifth of a PATCH's cost. All or
-    nothing: a refused PATCH rolls the whole batch back. The events go out after the commit,
+    simulated step): the per-request transaction was about a fifth of a PATCH's cost, and the
+    batch reads and writes all its sessions in a few statements instead of four per PATCH. All
+    or nothing: a refused PATCH rolls the whole batch back. The events go out after the commit,
     in order. The HTTP API keeps one request, one transaction (`patch_session`).
     """
-    events: list[SessionEvent] = []
-    outcomes: list[PushOutcome] = []
     if not patches:
-        return outcomes
+        return []
     with transaction(ctx.db) as db:
-        for session_id, patch in patches:
-            outcome, event = _apply_patch(db, caller, cc, pid, session_id, patch, ctx.clock.now)
-            outcomes.append(outcome)
-            if event is not None:
-                events.append(event)
-    for event in events:
-        ctx.bus.publish(event)
-    return outcomes
+        applied = _apply_patches(db, caller, cc, pid, patches, ctx.clock.now)
+    for _, event in applied:
+        if event is not None:
+            ctx.bus.publish(event)
+    return [outcome for outcome, _ in applied]
 
 
-def _apply_patch(
+def _apply_patches(
     db: DbSession,
     caller: Caller,
     cc: str,
     pid: str,
-    session_id: str,
-    patch: SessionPatch,
+    patches: Sequence[tuple[str, SessionPatch]],
     now: Callable[[], datetime],
-) -> tuple[PushOutcome, SessionEvent | None]:
-    fields = patch.model_fields_set
-    check_url_matches(
-        {"country_code": cc, "party_id": pid, "id": session_id},
-        {k: getattr(patch, k) for k in _KEY_FIELDS if k in fields},
-    )
+) -> list[tuple[PushOutcome, SessionEvent | None]]:
+    """Each PATCH applied as if one after the other: in rounds that take each session's next
+    PATCH (a session's PATCHes keep their order; different sessions do not interact)."""
     check_party(caller, cc, pid)
-    row = db.execute(
-        _SELECT_FOR_PATCH,
-        {
-            "partner_id": caller.partner_id,
-            "country_code": cc.upper(),
-            "party_id": pid.upper(),
-            "session_id": session_id,
-        },
-    ).one_or_none()
-    if row is None:
-        raise OcpiError(
-            OcpiStatus.INVALID_OR_MISSING_PARAMETERS,
-            f"unknown session {cc}/{pid}/{session_id}: PUT it first",
-            HTTPStatus.NOT_FOUND,
+    for session_id, patch in patches:
+        check_url_matches(
+            {"country_code": cc, "party_id": pid, "id": session_id},
+            {k: getattr(patch, k) for k in _KEY_FIELDS if k in patch.model_fields_set},
         )
-    if patch.last_updated < row.last_updated:
-        return PushOutcome(created=False, ignored=True), None
-    values: dict[str, Any] = {name: getattr(patch, name) for name in _COLUMNS if name in fields}
-    for name in _JSON_COLUMNS:
-        if name in fields:
-            value = getattr(patch, name)
-            values[name] = None if value is None else value.model_dump(mode="json", exclude_none=True)
-    if "cdr_token" in fields:
-        values["token_uid"] = None if patch.cdr_token is None else patch.cdr_token.uid
-    if patch.model_extra:
-        values["extra"] = {**row.extra, **patch.model_extra}
-    start = values.get("start_date_time", row.start_date_time)
-    end = values.get("end_date_time", row.end_date_time)
-    if end is not None and end < start:
-        raise OcpiError(OcpiStatus.INVALID_OR_MISSING_PARAMETERS, "end_date_time: before start_date_time")
-    # The SET clause follows the parameters' keys (and always bumps the revision: the periods
-    # below change the session too); the statement is built once.
-    db.execute(_UPDATE_SESSION, {"b_pk": row.id, **values})
-    if patch.charging_periods:
-        _append_periods(db, row.id, list(patch.charging_periods))
-    status = values.get("status", row.status)
-    change = _change(False, row.status, status)
-    event = None
-    if change is not None:
-        key = SessionKey(caller.partner_id, cc.upper(), pid.upper(), session_id)
-        event = SessionEvent(
-            key,
-            change,
-            values.get("location_id", row.location_id),
-            values.get("evse_uid", row.evse_uid),
-            values.get("connector_id", row.connector_id),
-            status,
-            now(),
+    applied: list[tuple[PushOutcome, SessionEvent | None] | None] = [None] * len(patches)
+    rounds: list[list[int]] = []
+    seen: dict[str, int] = {}
+    for i, (session_id, _) in enumerate(patches):
+        n = seen[session_id] = seen.get(session_id, -1) + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(i)
+    for indices in rounds:
+        for i, result in zip(
+            indices, _apply_round(db, caller, cc, pid, [patches[i] for i in indices], now), strict=True
+        ):
+            applied[i] = result
+    return [result for result in applied if result is not None]
+
+
+def _apply_round(
+    db: DbSession,
+    caller: Caller,
+    cc: str,
+    pid: str,
+    patches: Sequence[tuple[str, SessionPatch]],
+    now: Callable[[], datetime],
+) -> list[tuple[PushOutcome, SessionEvent | None]]:
+    """PATCHes of distinct sessions: one statement reads them, one per set of changed fields
+    writes them, two append their periods."""
+    rows = {
+        row.session_id: row
+        for row in db.execute(
+            _SELECT_FOR_PATCHES,
+            {
+                "partner_id": caller.partner_id,
+                "country_code": cc.upper(),
+                "party_id": pid.upper(),
+                "session_ids": [session_id for session_id, _ in patches],
+            },
         )
-    return PushOutcome(created=False), event
+    }
+    updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    appends: list[tuple[int, list[Any]]] = []
+    results: list[tuple[PushOutcome, SessionEvent | None]] = []
+    for session_id, patch in patches:
+        row = rows.get(session_id)
+        if row is None:
+            raise OcpiError(
+                OcpiStatus.INVALID_OR_MISSING_PARAMETERS,
+                f"unknown session {cc}/{pid}/{session_id}: PUT it first",
+                HTTPStatus.NOT_FOUND,
+            )
+        if patch.last_updated < row.last_updated:
+            results.append((PushOutcome(created=False, ignored=True), None))
+            continue
+        fields = patch.model_fields_set
+        values: dict[str, Any] = {name: getattr(patch, name) for name in _COLUMNS if name in fields}
+        for name in _JSON_COLUMNS:
+            if name in fields:
+                value = getattr(patch, name)
+                values[name] = None if value is None else value.model_dump(mode="json", exclude_none=True)
+        if "cdr_token" in fields:
+            values["token_uid"] = None if patch.cdr_token is None else patch.cdr_token.uid
+        if patch.model_extra:
+            values["extra"] = {**row.extra, **patch.model_extra}
+        start = values.get("start_date_time", row.start_date_time)
+        end = values.get("end_date_time", row.end_date_time)
+        if end is not None and end < start:
+            raise OcpiError(OcpiStatus.INVALID_OR_MISSING_PARAMETERS, "end_date_time: before start_date_time")
+        # The SET clause follows the parameters' keys (and always bumps the revision: the
+        # periods change the session too): one statement per set of keys.
+        updates.setdefault(tuple(sorted(values)), []).append({"b_pk": row.id, **values})
+        if patch.charging_periods:
+            appends.append((row.id, list(patch.charging_periods)))
+        status = values.get("status", row.status)
+        change = _change(False, row.status, status)
+        event = None
+        if change is not None:
+            key = SessionKey(caller.partner_id, cc.upper(), pid.upper(), session_id)
+            event = SessionEvent(
+                key,
+                change,
+                values.get("location_id", row.location_id),
+                values.get("evse_uid", row.evse_uid),
+                values.get("connector_id", row.connector_id),
+                status,
+                now(),
+            )
+        results.append((PushOutcome(created=False), event))
+    for params in updates.values():
+        db.execute(_UPDATE_SESSION, params)
+    if appends:
+        _append_periods(db, appends)
+    return results
 
 
 def session_to_ocpi(row: ChargingSession) -> dict[str, Any]:
