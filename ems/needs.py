@@ -425,6 +425,8 @@ def period_samples(
     drawing on are learned first (a single-phase car on a three-phase connector would otherwise
     look self-limited at a third of its limit, and be starved by the maximum learned from it).
     """
+    from ems.ocpi.datetimes import parse_ocpi_datetime
+
     raw: list[tuple[datetime, datetime, float, float | None]] = []
     for i, period in enumerate(periods):
         end = periods[i + 1].start_date_time if i + 1 < len(periods) else session_end
@@ -436,8 +438,6 @@ def period_samples(
         raw.append((period.start_date_time, end, power, _dimension(period.dimensions, "CURRENT")))
     unlimited = [PeriodSample(start, end, power, current, None) for start, end, power, current in raw]
     phases = min(learned_phases(unlimited, voltage_v) or connector_phases, connector_phases)
-    from ems.ocpi.datetimes import parse_ocpi_datetime
-
     sent = [sent_at for sent_at, _ in profiles]
     in_sent_order = all(a <= b for a, b in itertools.pairwise(sent))
     starts: dict[int, datetime | None] = {}  # each profile's start, parsed once

@@ -322,14 +322,14 @@ def _exact(
     mip: StagedLp | None = None,
 ) -> tuple[StageOutcome, float]:
     """The exact minimum-current rule where the rounding was not proved optimal: a HiGHS MIP
-    over `model`'s slots and steps (`mip`, from `_mip_of`, or a new one), started from the
+    over `model`'s slots and steps (`mip`, just from `_mip_of`, or a new one), started from the
     rounded plan, binary over the first `SolveOptions.mip_horizon_s` (later steps relaxed,
     then rounded on `model` with the MIP's decisions kept: `_round_later`); the better of it
     and the rounded plan. Returns the outcome and the seconds spent building the MIP."""
     opts = problem.options
     t0 = time.perf_counter()
     exact_steps = _exact_steps(problem)
-    mip = _mip_of(model, problem, mip)
+    mip = mip if mip is not None else _mip_of(model, problem)
     mip.load(model.steps, model.slot_data, binary_steps=exact_steps)
     if rounded.ok and rounded.x is not None:
         mip.set_start(rounded.x)
@@ -472,9 +472,9 @@ class PersistentPlanner:
     bases (`StagedLp.inherit_bases`): a rebuild, not a cold solve. The plan has the same stage
     optima as `solve(problem)` (tested; tie-break stages cut by their iteration budget may
     differ). Under the exact minimum-current rule the rounding runs on the kept model and is
-    kept when its relaxation's bound proves it (stages 1–4, as in `solve`); only otherwise is
-    a MIP built, over the kept model's slots, and solved cold. No I/O, no clock: the same
-    calls give the same plans.
+    kept when its relaxation's bound proves it (stages 1–4, as in `solve`); only otherwise
+    does a MIP over the kept model's slots run, cold (it is kept with the model, cleared and
+    reloaded each time). No I/O, no clock: the same calls give the same plans.
     """
 
     def __init__(self, site: Site) -> None:
