@@ -488,7 +488,7 @@ class StoredInputs:
 
 HISTORY_SESSIONS = 20
 """How many of a token's latest completed sessions at a partner make its history."""
-HISTORY_TOKENS_PER_STATEMENT = 100
+HISTORY_TOKENS_PER_STATEMENT = 64
 """Tokens whose histories one statement reads (SQLite caps a compound SELECT at 500 parts)."""
 
 
@@ -584,18 +584,20 @@ def _token_history_statement(n_tokens: int) -> CompoundSelect[int, str, int]:
 
 
 _TOKEN_HISTORIES: dict[int, CompoundSelect[int, str, int]] = {}
-"""The history statements by number of tokens, each built once (building one cost about as
-much as running it)."""
+"""The history statements by number of tokens, a power of two (the unused ones are NULL, which
+no token matches): each is built and compiled once per process, and the first use of a size
+cost 10 ms at 12 tokens, 90 ms at 100."""
 
 
 def _token_histories(db: DbSession, partner_id: int, uids: Sequence[str]) -> Iterator[tuple[int, str, int]]:
     """(pk, uid, revision) of each token's history, latest first within a token."""
     for first in range(0, len(uids), HISTORY_TOKENS_PER_STATEMENT):
         chunk = uids[first : first + HISTORY_TOKENS_PER_STATEMENT]
-        statement = _TOKEN_HISTORIES.get(len(chunk))
+        size = 1 << (len(chunk) - 1).bit_length()
+        statement = _TOKEN_HISTORIES.get(size)
         if statement is None:
-            statement = _TOKEN_HISTORIES[len(chunk)] = _token_history_statement(len(chunk))
-        params: dict[str, Any] = {f"uid_{i}": uid for i, uid in enumerate(chunk)}
+            statement = _TOKEN_HISTORIES[size] = _token_history_statement(size)
+        params: dict[str, Any] = {f"uid_{i}": chunk[i] if i < len(chunk) else None for i in range(size)}
         params["partner_id"] = partner_id
         yield from ((pk, uid, revision) for pk, uid, revision in db.execute(statement, params))
 

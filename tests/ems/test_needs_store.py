@@ -88,7 +88,7 @@ def test_history_is_each_tokens_latest_completed_sessions(tmp_path: Path, monkey
     """Only that token's, only completed, latest first, at most HISTORY_SESSIONS; read in
     several statements when many tokens plug in at once; a PATCH moving a session to another
     token moves it to that token's history."""
-    monkeypatch.setattr(needs, "HISTORY_TOKENS_PER_STATEMENT", 2)
+    monkeypatch.setattr(needs, "HISTORY_TOKENS_PER_STATEMENT", 3)  # 3 tokens (padded to 4), then 2
     ctx = EmsContext.create(Settings(database_url=f"sqlite:///{tmp_path / 'h.db'}"))
     add_registered_partner(ctx)
     with ctx.db() as db:
