@@ -30,7 +30,7 @@ MIP time, every stage optimum unchanged); the MIP keeps its binaries free throug
 stages (fixing them after stage 2 was a quarter faster again but lets a car be left out when
 cars must take turns under one breaker). With `SolveOptions.mip_horizon_s` (the EMS: one
 step) the MIP decides only the steps before it, with the rule relaxed after, and those later
-steps are then rounded with its decisions kept (`_round_later`); a relaxation that already
+steps are then rounded with its decisions kept (`_solve_rounded`); a relaxation that already
 meets the rule before it needs no MIP, and the binaries are counted before it only. Above
 `mip_max_binaries`, LP rounding alone (`lp_heuristic`): solve the relaxation — stages 1–2 and,
 under shortage, the fairness stages, so the pattern follows a fair split (rounding a
@@ -200,17 +200,40 @@ def _heuristic(model: StagedLp, problem: Problem, slot_of: list[int]) -> _Rounde
     relaxed = _run(model, opts, False, opts.time_limit_s, fairness=opts.tie_breaks)
     if not relaxed.ok:
         return _Rounded(relaxed, [], False)
+    outcome = _solve_rounded(model, problem, slot_of, relaxed.power_kw, started=t0)
+    exact_steps = _exact_steps(problem)
+    integral = exact_steps is not None and not _fractional(
+        relaxed.power_kw[:, :exact_steps], model.slot_data, slot_of
+    )
+    return _Rounded(outcome, relaxed.stage_values, integral)
+
+
+def _solve_rounded(
+    model: StagedLp,
+    problem: Problem,
+    slot_of: list[int],
+    power: FloatArray,
+    keep_steps: int = 0,
+    started: float | None = None,
+) -> StageOutcome:
+    """Every stage with the on/off patterns rounded from `power` fixed in turn
+    (`_round_patterns`), its first `keep_steps` steps on or off as `power` has them: the first
+    feasible outcome, else the last (there is always one pattern). With `started`, the time
+    limit counts from then."""
+    opts = problem.options
     slots = model.slot_data
-    outcome = relaxed
-    for pat in _round_patterns(relaxed.power_kw, slots, slot_of):
+    for pat in _round_patterns(power, slots, slot_of):
+        for k in slot_of:
+            if keep_steps and slots[k].pmin_kw > 0:
+                pat[k, :keep_steps] = np.where(power[k, :keep_steps] > 1e-6, 1.0, 0.0)
         model.load(model.steps, slots, pattern=pat)
-        remaining = max(0.05, opts.time_limit_s - (time.perf_counter() - t0))
-        outcome = _run(model, opts, opts.tie_breaks, remaining)
+        limit = opts.time_limit_s
+        if started is not None:
+            limit = max(0.05, limit - (time.perf_counter() - started))
+        outcome = _run(model, opts, opts.tie_breaks, limit)
         if outcome.ok:
             break
-    exact_steps = _exact_steps(problem)
-    integral = exact_steps is not None and not _fractional(relaxed.power_kw[:, :exact_steps], slots, slot_of)
-    return _Rounded(outcome, relaxed.stage_values, integral)
+    return outcome
 
 
 def _fractional(power: FloatArray, slots: list[SlotData], slot_of: list[int], eps: float = 1e-6) -> bool:
@@ -245,29 +268,11 @@ def _proved(rounded: _Rounded, opts: SolveOptions) -> bool:
     """True when the rounded plan is what the MIP would give: an optimum of the exact MIP in
     every stage up to the tie-breaks (`_proved_stages`), or, with an exact horizon, rounded
     from a relaxation that already met the rule over it (then that relaxation is an optimum
-    of the MIP, whose later steps are relaxed too, and `_round_later` would round it alike)."""
+    of the MIP, whose later steps are relaxed too, and would be rounded alike)."""
     if rounded.integral_ahead and rounded.outcome.ok:
         return True
     m = min(len(rounded.bounds), FAIR_STAGES)
     return m >= 2 and _proved_stages(rounded.outcome, rounded.bounds, opts) == m
-
-
-def _round_later(
-    model: StagedLp, problem: Problem, slot_of: list[int], exact: StageOutcome, exact_steps: int
-) -> StageOutcome:
-    """The MIP's plan with its relaxed later steps rounded, its exact on/off decisions kept."""
-    opts = problem.options
-    slots = model.slot_data
-    outcome = exact
-    for pat in _round_patterns(exact.power_kw, slots, slot_of):
-        for k in slot_of:
-            if slots[k].pmin_kw > 0:
-                pat[k, :exact_steps] = np.where(exact.power_kw[k, :exact_steps] > 1e-6, 1.0, 0.0)
-        model.load(model.steps, slots, pattern=pat)
-        outcome = _run(model, opts, opts.tie_breaks, opts.time_limit_s)
-        if outcome.ok:
-            return outcome
-    return outcome
 
 
 def _lex_less(a: list[float], b: list[float]) -> bool:
@@ -299,8 +304,8 @@ def _solve_model(
 
 def _mip_of(model: StagedLp, problem: Problem, kept: StagedLp | None = None) -> StagedLp:
     """A MIP over `model`'s slots and steps: `kept` when it is one, its last solution and
-    incumbent cleared (`load` then sets every bound, coefficient and integrality, so it
-    solves as a new one would), else a new one."""
+    incumbent cleared (`load` then sets every bound, coefficient and integrality: the same
+    optima as a new one, though an equal choice may fall another way), else a new one."""
     if (
         kept is not None
         and kept.site is model.site
@@ -324,7 +329,7 @@ def _exact(
     """The exact minimum-current rule where the rounding was not proved optimal: a HiGHS MIP
     over `model`'s slots and steps (`mip`, just from `_mip_of`, or a new one), started from the
     rounded plan, binary over the first `SolveOptions.mip_horizon_s` (later steps relaxed,
-    then rounded on `model` with the MIP's decisions kept: `_round_later`); the better of it
+    then rounded on `model` with the MIP's decisions kept: `_solve_rounded`); the better of it
     and the rounded plan. Returns the outcome and the seconds spent building the MIP."""
     opts = problem.options
     t0 = time.perf_counter()
@@ -341,7 +346,7 @@ def _exact(
     # foresight's: within noise, and the fair split over the on/off decisions was kept)
     exact = _run(mip, opts, opts.tie_breaks, opts.time_limit_s, None, known)
     if exact.ok and exact_steps is not None:
-        later = _round_later(model, problem, slot_of, exact, exact_steps)
+        later = _solve_rounded(model, problem, slot_of, exact.power_kw, keep_steps=exact_steps)
         exact = replace(later, status=exact.status, gap=exact.gap) if later.ok else later
         if exact.ok and rounded.ok and _lex_less(rounded.stage_values, exact.stage_values):
             exact = rounded
@@ -539,8 +544,11 @@ class PersistentPlanner:
             outcome = rounded.outcome
             if not _proved(rounded, problem.options):
                 # the MIP is kept with the model: building it took a seventh of its solve
+                t_mip = time.perf_counter()
                 st.mip = _mip_of(st.model, problem, st.mip)
+                kept_s = time.perf_counter() - t_mip
                 outcome, mip_build_s = _exact(problem, st.model, slot_of, outcome, rounded.bounds, st.mip)
+                mip_build_s += kept_s
         else:
             outcome, method = _solve_model(st.model, problem, slot_of, method)
         t2 = time.perf_counter()
