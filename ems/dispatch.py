@@ -161,14 +161,15 @@ _DUE = (
     .order_by(_OUTBOX.c.next_attempt_at, _OUTBOX.c.id)
     .limit(500)
 )
-_SERVED = (
-    select(_OUTBOX.c.session_pk)
-    .where(
-        _OUTBOX.c.session_pk.in_(bindparam("pks", expanding=True)),
-        _OUTBOX.c.state.in_(("awaiting_result", "done")),
-    )
+# Each session's states, filtered here: with the states in the WHERE clause SQLite searched
+# the (state, due) index for eight sessions or more, every `done` row of the store (11 ms at
+# 84k rows, against 0.05 ms by session; 5% of a year's replay).
+_SESSION_OUTBOX_STATES = (
+    select(_OUTBOX.c.session_pk, _OUTBOX.c.state)
+    .where(_OUTBOX.c.session_pk.in_(bindparam("pks", expanding=True)))
     .distinct()
 )
+_SERVED_STATES = frozenset(("awaiting_result", "done"))
 _OUTBOX_STATES = select(_OUTBOX.c.id, _OUTBOX.c.state).where(
     _OUTBOX.c.id.in_(bindparam("ids", expanding=True))
 )
@@ -379,7 +380,12 @@ class Dispatcher:
             due = [_Item(*row) for row in db.execute(_DUE, {"now": now})]
             if not due:
                 return 0, []
-            served = set(db.scalars(_SERVED, {"pks": list({item.session_pk for item in due})}))
+            pks = list({item.session_pk for item in due})
+            served = {
+                pk
+                for pk, state in db.execute(_SESSION_OUTBOX_STATES, {"pks": pks})
+                if state in _SERVED_STATES
+            }
         to_send = []
         expired = []
         for item in sorted(due, key=lambda item: item.session_pk in served):

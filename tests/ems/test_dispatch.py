@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ems import dispatch
 from ems.clock import ManualClock
 from ems.config import Settings
 from ems.context import EmsContext
@@ -28,9 +29,11 @@ class Sink:
     def __init__(self, answers: list[str | None]) -> None:
         self.answers = answers
         self.sent: list[dict[str, Any]] = []
+        self.sent_to: list[int] = []
 
     def send_profile(self, session_pk: int, charging_profile: dict[str, Any]) -> ProfileCallOutcome:
         self.sent.append(charging_profile)
+        self.sent_to.append(session_pk)
         answer = self.answers.pop(0) if self.answers else "ACCEPTED"
         return ProfileCallOutcome(str(uuid.uuid4()), answer, 30, None if answer else "CPO down")
 
@@ -96,3 +99,42 @@ def test_rejected_stops_asking_and_down_retries_with_backoff(tmp_path: Path) -> 
     # The CPO said no for this session: a new plan does not ask again.
     assert not dispatcher.enqueue_set(pk, profile(8.0, format_ocpi_datetime(ctx.clock.now())))
     assert len(sink.sent) == 3
+
+
+def test_a_session_without_a_profile_goes_first(tmp_path: Path) -> None:
+    """Nine cars already have their limit and a tenth has none: with one call left in the rate
+    limit it goes to the tenth. (Ten sessions due: at eight or more the states were once read
+    through the wrong index, every delivered row of the store.)"""
+    ctx, dispatcher, sink, _ = setup(tmp_path, [])
+    with ctx.db() as db:
+        caller = Caller.of(db.get(Partner, 1), with_token_a=False)  # type: ignore[arg-type]
+    stamp = format_ocpi_datetime(ctx.clock.now())
+    for i in range(2, 11):
+        put_session(
+            ctx,
+            caller,
+            "NL",
+            "CPO",
+            f"s{i}",
+            Session.model_validate(session(f"s{i}", start_date_time=stamp, last_updated=stamp)),
+        )
+    with ctx.db() as db:
+        pks = list(db.scalars(select(ChargingSession.id).order_by(ChargingSession.id)))
+    newcomer = pks[-1]
+    for pk in pks[:-1]:
+        dispatcher.enqueue_set(pk, profile(16.0, stamp))
+    assert dispatcher.run_once() == 9
+    one_call_left = Dispatcher(ctx, sink, rate_per_s=1e-9, burst=1)
+    for limit, pk in [(10.0 + i, pk) for i, pk in enumerate(pks)]:
+        one_call_left.enqueue_set(pk, profile(limit, stamp))
+    assert one_call_left.run_once() == 1
+    assert sink.sent_to[-1] == newcomer
+
+
+def test_the_served_sessions_are_read_by_session(tmp_path: Path) -> None:
+    ctx, _, _, _ = setup(tmp_path, [])
+    twelve = dispatch._SESSION_OUTBOX_STATES.params(pks=list(range(1, 13)))
+    sql = str(twelve.compile(ctx.engine, compile_kwargs={"literal_binds": True}))
+    with ctx.engine.connect() as connection:
+        plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}").fetchall()
+    assert "ix_profile_outbox_session_pk" in str(plan), plan
