@@ -43,7 +43,7 @@ import bisect
 import itertools
 import statistics
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -55,6 +55,9 @@ from ems.store.models import ChargingPeriod, ChargingPreference, ChargingSession
 
 SELF_LIMITED_RATIO = 0.9
 """A car drawing under 90% of the limit in force is limiting itself: that is its own maximum."""
+PROFILE_SETTLE = timedelta(minutes=2)
+"""How long after we send a profile the limit before it may still hold: the CPO passes it on
+over OCPP and the charge point applies it, seconds to a minute or more later."""
 MIN_CURRENT_FOR_PHASES_A = 2.0
 OVERDUE_HORIZON = timedelta(hours=1)
 """How long a car still plugged in after its expected departure is expected to stay."""
@@ -104,7 +107,10 @@ class PeriodSample:
     power_kw: float
     current_a: float | None
     limit_kw: float | None
-    """The limit our profile set for that period, in kW; None when no profile of ours held."""
+    """The limit our profiles set over that period, in kW (`period_samples`: the mean of the
+    lowest that may have held); None when no profile of ours held."""
+    held_limit_kw: float | None = None
+    """A limit that surely held over at least half the period (None: `limit_kw`)."""
 
 
 class StoredPeriod(Protocol):
@@ -190,7 +196,7 @@ def learned_max_power_kw(periods: Sequence[PeriodSample], connector_max_kw: floa
     self_limited = [
         p.power_kw
         for p in samples
-        if p.power_kw < SELF_LIMITED_RATIO * (p.limit_kw if p.limit_kw else connector_max_kw)
+        if p.power_kw < SELF_LIMITED_RATIO * (p.limit_kw if p.limit_kw is not None else connector_max_kw)
     ]
     if not self_limited or max(self_limited) < max(p.power_kw for p in samples) - 1e-6:
         return None
@@ -224,7 +230,8 @@ def stopped_by_itself(periods: Sequence[PeriodSample], connector_max_kw: float, 
     for period in reversed(periods):
         if period.power_kw >= IDLE_POWER_KW:
             return False
-        allowed = period.limit_kw if period.limit_kw is not None else connector_max_kw
+        limit = period.held_limit_kw if period.held_limit_kw is not None else period.limit_kw
+        allowed = limit if limit is not None else connector_max_kw
         if allowed >= min_power_kw and period.end > period.start:
             return True
     return False
@@ -412,6 +419,45 @@ def profile_limit_kw(
     return limit / 1000.0 if profile.get("charging_rate_unit") == "W" else limit * voltage_v * phases / 1000.0
 
 
+@dataclass(frozen=True)
+class _SentProfile:
+    """A profile we sent, read once: when we sent it, and its limits in kW from when."""
+
+    sent_at: datetime
+    start: datetime | None
+    offsets_s: tuple[float, ...]
+    limits_kw: tuple[float, ...]
+
+    @classmethod
+    def of(cls, sent_at: datetime, profile: dict[str, Any], voltage_v: float, phases: int) -> _SentProfile:
+        from ems.ocpi.datetimes import parse_ocpi_datetime
+
+        raw_start = profile.get("start_date_time")
+        per_kw = 1.0 / 1000.0 if profile.get("charging_rate_unit") == "W" else voltage_v * phases / 1000.0
+        periods = sorted(profile.get("charging_profile_period", []), key=lambda p: p["start_period"])
+        return cls(
+            sent_at,
+            parse_ocpi_datetime(raw_start) if raw_start else None,
+            tuple(float(p["start_period"]) for p in periods),
+            tuple(float(p["limit"]) * per_kw for p in periods),
+        )
+
+    def limit_kw(self, at: datetime) -> float | None:
+        """Its limit at `at` (None before it starts), as `profile_limit_kw`."""
+        if self.start is None:
+            return None
+        i = bisect.bisect_right(self.offsets_s, (at - self.start).total_seconds()) - 1
+        return None if i < 0 else self.limits_kw[i]
+
+    def changes(self, start: datetime, end: datetime) -> list[datetime]:
+        """When its limit changes strictly between `start` and `end`."""
+        if self.start is None:
+            return []
+        first = bisect.bisect_right(self.offsets_s, (start - self.start).total_seconds())
+        last = bisect.bisect_left(self.offsets_s, (end - self.start).total_seconds())
+        return [self.start + timedelta(seconds=offset) for offset in self.offsets_s[first:last]]
+
+
 def period_samples(
     periods: Sequence[StoredPeriod],
     session_end: datetime,
@@ -419,14 +465,19 @@ def period_samples(
     voltage_v: float,
     connector_phases: int,
 ) -> list[PeriodSample]:
-    """Charging periods as power samples, each with the limit our latest profile then set.
+    """Charging periods as power samples, each with the limit our profiles then set.
 
     A profile in A is per phase drawn, so its power depends on the car: the phases it was seen
     drawing on are learned first (a single-phase car on a three-phase connector would otherwise
     look self-limited at a third of its limit, and be starved by the maximum learned from it).
-    """
-    from ems.ocpi.datetimes import parse_ocpi_datetime
 
+    A meter period rarely lines up with a profile: the limit is the mean over the period
+    (`_plausible_limits_kw`). Nor does a profile hold the moment we send it: the CPO passes it
+    on over OCPP and the charge point applies it, so for `PROFILE_SETTLE` the limit before it
+    may still hold, and the lowest of them is taken. So a car still held at the old limit after
+    a raise, or at 0 until a profile's next period, is not taken for one that limits itself;
+    and a car is taken for full only by a limit that surely held over half the period or more.
+    """
     raw: list[tuple[datetime, datetime, float, float | None]] = []
     for i, period in enumerate(periods):
         end = periods[i + 1].start_date_time if i + 1 < len(periods) else session_end
@@ -438,27 +489,77 @@ def period_samples(
         raw.append((period.start_date_time, end, power, _dimension(period.dimensions, "CURRENT")))
     unlimited = [PeriodSample(start, end, power, current, None) for start, end, power, current in raw]
     phases = min(learned_phases(unlimited, voltage_v) or connector_phases, connector_phases)
-    sent = [sent_at for sent_at, _ in profiles]
-    in_sent_order = all(a <= b for a, b in itertools.pairwise(sent))
-    starts: dict[int, datetime | None] = {}  # each profile's start, parsed once
-    samples = []
-    for start, end, power, current in raw:
-        # the latest profile sent by then (the list is in the order they were sent)
-        if in_sent_order:
-            latest = bisect.bisect_right(sent, start) - 1
-        else:
-            latest = max((i for i, sent_at in enumerate(sent) if sent_at <= start), default=-1)
-        limit = None
-        if latest >= 0:
-            profile = profiles[latest][1]
-            if latest not in starts:
-                raw_start = profile.get("start_date_time")
-                starts[latest] = parse_ocpi_datetime(raw_start) if raw_start else None
-            profile_start = starts[latest]
-            if profile_start is not None:
-                limit = profile_limit_kw(profile, start, voltage_v, phases, profile_start)
-        samples.append(PeriodSample(start, end, power, current, limit))
-    return samples
+    ordered = sorted(range(len(profiles)), key=lambda i: profiles[i][0])  # stable: sent order kept
+    sent = [profiles[i][0] for i in ordered]
+    read: dict[int, _SentProfile] = {}  # each profile read once, when first needed
+
+    def profile_at(i: int) -> _SentProfile:
+        if i not in read:
+            sent_at, profile = profiles[ordered[i]]
+            read[i] = _SentProfile.of(sent_at, profile, voltage_v, phases)
+        return read[i]
+
+    return [
+        PeriodSample(start, end, power, current, *_plausible_limits_kw(start, end, sent, profile_at))
+        for start, end, power, current in raw
+    ]
+
+
+def _held_from(at: datetime, sent: Sequence[datetime]) -> range:
+    """The profiles that may hold at `at`: the latest sent by then, and each one before it
+    while the one after it may not hold yet."""
+    latest = bisect.bisect_right(sent, at) - 1
+    first = latest
+    while first >= 0 and sent[first] + PROFILE_SETTLE > at:
+        first -= 1
+    return range(max(first, 0), latest + 1)
+
+
+def _lowest_limit_kw(
+    at: datetime, sent: Sequence[datetime], profile_at: Callable[[int], _SentProfile]
+) -> float | None:
+    """The lowest limit that may hold at `at` (None: no profile of ours held)."""
+    limits = [limit for i in _held_from(at, sent) if (limit := profile_at(i).limit_kw(at)) is not None]
+    return min(limits) if limits else None
+
+
+def _plausible_limits_kw(
+    start: datetime,
+    end: datetime,
+    sent: Sequence[datetime],
+    profile_at: Callable[[int], _SentProfile],
+) -> tuple[float | None, float | None]:
+    """Of the lowest limit that may hold over [start, end) (`_lowest_limit_kw`): its mean, and
+    the highest one held over at least half the period. Pieces where no profile of ours held
+    are left out (the car's own limit is higher); None if none did."""
+    if end <= start:
+        lowest = _lowest_limit_kw(start, sent, profile_at)
+        return lowest, lowest
+    held = _held_from(start, sent)
+    cuts = {start}
+    for i in range(held.start, len(sent)):
+        if sent[i] >= end:
+            break
+        cuts.update(at for at in (sent[i], sent[i] + PROFILE_SETTLE) if start < at < end)
+        cuts.update(profile_at(i).changes(start, end))
+    if len(cuts) == 1:
+        lowest = _lowest_limit_kw(start, sent, profile_at)  # one limit throughout
+        return lowest, lowest
+    bounds = [*sorted(cuts), end]
+    period_s = (end - start).total_seconds()
+    weighted = limited_s = 0.0
+    longest: float | None = None
+    for a, b in itertools.pairwise(bounds):
+        limit = _lowest_limit_kw(a, sent, profile_at)
+        if limit is None:
+            continue
+        seconds = (b - a).total_seconds()
+        weighted += limit * seconds
+        limited_s += seconds
+        if 2.0 * seconds >= period_s and (longest is None or limit > longest):
+            longest = limit
+    mean = weighted / limited_s if limited_s > 0.0 else None
+    return mean, longest if longest is not None else mean
 
 
 def _preference_of(row: Any) -> Preference:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ems.needs import (
+    PROFILE_SETTLE,
     Need,
     NeedInputs,
     PastSession,
@@ -16,9 +17,13 @@ from ems.needs import (
     SiteDefaults,
     estimate_need,
     learned_capacity_kwh,
+    learned_max_power_kw,
     parse_meter_id_preferences,
+    period_samples,
     profile_limit_kw,
+    stopped_by_itself,
 )
+from ems.store.models import ChargingPeriod
 
 START = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 NOW = START + timedelta(hours=1)
@@ -253,3 +258,98 @@ def test_a_draw_under_the_minimum_current_never_sets_the_car_maximum() -> None:
     ]
     need = estimate_need(inputs(periods=low), NOW)
     assert (need.max_power_kw, need.max_power_source) == (None, "connector")
+
+
+def amps(limit_a: float, start: datetime) -> dict[str, object]:
+    return {
+        "start_date_time": start.isoformat().replace("+00:00", "Z"),
+        "charging_rate_unit": "A",
+        "charging_profile_period": [{"start_period": 0, "limit": limit_a}],
+    }
+
+
+def metered(start: datetime, minutes: float, power_kw: float) -> tuple[ChargingPeriod, datetime]:
+    current_a = power_kw * 1000 / (3 * 230)
+    return (
+        ChargingPeriod(
+            start_date_time=start,
+            dimensions=[{"type": "POWER", "volume": power_kw}, {"type": "CURRENT", "volume": current_a}],
+        ),
+        start + timedelta(minutes=minutes),
+    )
+
+
+def three_phase_kw(limit_a: float) -> float:
+    return limit_a * 3 * 230 / 1000
+
+
+def test_a_raise_just_sent_may_not_hold_yet() -> None:
+    """The closed loop's case: a car held at 7.2 A is raised to 32 A, and the charge point
+    applies it a minute or so later. The one-minute meter periods meanwhile still show 7.2 A:
+    that is the old limit, not the car's own maximum. Once the raise surely holds, they count."""
+    raised_at = START + timedelta(minutes=10)
+    profiles = [(START, amps(7.2, START)), (raised_at, amps(32.0, raised_at))]
+    rows = [metered(START + timedelta(minutes=m), 1, three_phase_kw(7.2)) for m in range(1, 12)]
+    periods = [period for period, _ in rows]
+    end = rows[-1][1]
+    samples = period_samples(periods, end, profiles, 230.0, 3)
+    # before the raise, and within PROFILE_SETTLE of it: the old limit
+    assert timedelta(minutes=2) == PROFILE_SETTLE
+    assert all(s.limit_kw == pytest.approx(three_phase_kw(7.2)) for s in samples)
+    assert learned_max_power_kw(samples, 22.08) is None
+    # sent at once but never applied: past the settling time the car looks self-limited
+    later = [
+        *rows,
+        *(metered(end + timedelta(minutes=m), 1, three_phase_kw(7.2)) for m in range(3)),
+    ]
+    samples = period_samples([p for p, _ in later], later[-1][1], profiles, 230.0, 3)
+    assert samples[-1].limit_kw == pytest.approx(three_phase_kw(32.0))
+    assert learned_max_power_kw(samples, 22.08) == pytest.approx(three_phase_kw(7.2))
+
+
+def test_a_period_straddling_a_profile_is_judged_by_the_lowest_limit_that_may_hold() -> None:
+    """A 15-minute period: a cut sent 5 minutes in may hold at once (16 A for 5 minutes, then
+    6 A); a raise sent at its start may hold only 2 minutes later (6 A, then 16 A)."""
+    cut_at = START + timedelta(minutes=5)
+    period, end = metered(START, 15, 5.0)
+    cut = period_samples([period], end, [(START, amps(16.0, START)), (cut_at, amps(6.0, cut_at))], 230.0, 3)
+    assert cut[0].limit_kw == pytest.approx((5 * three_phase_kw(16.0) + 10 * three_phase_kw(6.0)) / 15)
+    assert cut[0].held_limit_kw == pytest.approx(three_phase_kw(6.0))
+    raise_profiles = [(START - timedelta(hours=1), amps(6.0, START)), (START, amps(16.0, START))]
+    raised = period_samples([period], end, raise_profiles, 230.0, 3)
+    assert raised[0].limit_kw == pytest.approx((2 * three_phase_kw(6.0) + 13 * three_phase_kw(16.0)) / 15)
+    assert raised[0].held_limit_kw == pytest.approx(three_phase_kw(16.0))
+
+
+def test_a_car_kept_at_zero_is_not_found_full_before_a_raise_holds() -> None:
+    """Off (0 A) until a raise to 16 A: a one-minute period right after it drew nothing, which
+    is no evidence; a quarter hour without a draw after it is."""
+    profiles = [(START - timedelta(hours=1), amps(0.0, START)), (START, amps(16.0, START))]
+    minute, minute_end = metered(START, 1, 0.0)
+    samples = period_samples([minute], minute_end, profiles, 230.0, 3)
+    assert not stopped_by_itself(samples, 22.08, 4.14)
+    quarter, quarter_end = metered(START, 15, 0.0)
+    samples = period_samples([quarter], quarter_end, profiles, 230.0, 3)
+    assert stopped_by_itself(samples, 22.08, 4.14)
+
+
+def test_a_profile_period_starting_inside_a_meter_period_counts_for_its_share() -> None:
+    """The closed loop's case: a profile holds the car at 0 A until 18:03:02 and at 9.1 A
+    after; the meter period 18:02:54-18:03:54 drew 7.9 A on average. Judged by the limit at
+    its start (0 A, read as "no limit") the car looked self-limited at 5.5 kW."""
+    sent_at = START - timedelta(minutes=15)
+    profile = {
+        "start_date_time": (START - timedelta(minutes=14, seconds=52)).isoformat().replace("+00:00", "Z"),
+        "charging_rate_unit": "A",
+        "charging_profile_period": [{"start_period": 0, "limit": 0.0}, {"start_period": 900, "limit": 9.1}],
+    }
+    drawn_a = {-1: 0.0, 0: 7.9, 1: 9.1, 2: 9.1}
+    rows = [metered(START + timedelta(minutes=m), 1, three_phase_kw(a)) for m, a in drawn_a.items()]
+    samples = period_samples([p for p, _ in rows], rows[-1][1], [(sent_at, profile)], 230.0, 3)
+    assert samples[0].limit_kw == 0.0
+    assert samples[1].limit_kw == pytest.approx(three_phase_kw(9.1) * 52 / 60)
+    assert samples[2].limit_kw == pytest.approx(three_phase_kw(9.1))
+    assert learned_max_power_kw(samples, 22.08) is None
+    # a car under a limit of 0 shows no maximum of its own, whatever it draws
+    at_zero = [PeriodSample(START, START + timedelta(minutes=15), 3.0, 4.3, 0.0)] * 2
+    assert learned_max_power_kw(at_zero, 22.08) is None
