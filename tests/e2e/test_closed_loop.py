@@ -75,8 +75,10 @@ def loop(tmp_path: Path) -> Iterator[Loop]:
             log,
             log_start,
             [
-                # v1 said it would stay until +120 min but leaves at +20: capacity frees up.
-                ("v1", "FR*INE*E0004", "T1", 1, 20, 40, 22, 3, 120, 40),
+                # v1 said it would stay until +120 min but leaves at +12: capacity frees up.
+                # (It left at +20 once: 16 min after the last plan, which had given it its whole
+                # share in the first quarter hour, so nothing was left to free.)
+                ("v1", "FR*INE*E0004", "T1", 1, 12, 40, 22, 3, 120, 40),
                 ("v2", "FR*INE*E0005", "T2", 2, 120, 40, 22, 3, 120, 40),
                 ("v3", "FR*INE*E0006", "T3", 3, 120, 40, 22, 3, 120, 40),
             ],
