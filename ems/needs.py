@@ -43,7 +43,7 @@ import bisect
 import itertools
 import statistics
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -420,48 +420,59 @@ def profile_limit_kw(
 
 
 @dataclass(frozen=True)
-class _SentProfile:
-    """A profile we sent, read once: when we sent it, and its limits in kW from when."""
+class SentProfile:
+    """A profile we sent and the CPO accepted, read once: when we sent it, and its limits from
+    when, in its own unit (times in POSIX seconds)."""
 
     sent_at: datetime
-    start: datetime | None
-    offsets_s: tuple[float, ...]
-    limits_kw: tuple[float, ...]
+    start_s: float | None
+    """None: a profile without a start, which sets no limit."""
+    at_s: tuple[float, ...]
+    """When each of its periods begins."""
+    limits: tuple[float, ...]
+    in_watts: bool
 
     @classmethod
-    def of(cls, sent_at: datetime, profile: dict[str, Any], voltage_v: float, phases: int) -> _SentProfile:
+    def of(cls, sent_at: datetime, profile: dict[str, Any]) -> SentProfile:
+        """An OCPI ChargingProfile, its periods in ascending `start_period` as OCPI has them."""
         from ems.ocpi.datetimes import parse_ocpi_datetime
 
         raw_start = profile.get("start_date_time")
-        per_kw = 1.0 / 1000.0 if profile.get("charging_rate_unit") == "W" else voltage_v * phases / 1000.0
-        periods = sorted(profile.get("charging_profile_period", []), key=lambda p: p["start_period"])
+        in_watts = profile.get("charging_rate_unit") == "W"
+        if not raw_start:
+            return cls(sent_at, None, (), (), in_watts)
+        start_s = parse_ocpi_datetime(raw_start).timestamp()
+        periods = profile.get("charging_profile_period") or []
         return cls(
             sent_at,
-            parse_ocpi_datetime(raw_start) if raw_start else None,
-            tuple(float(p["start_period"]) for p in periods),
-            tuple(float(p["limit"]) * per_kw for p in periods),
+            start_s,
+            tuple([start_s + period["start_period"] for period in periods]),
+            tuple([float(period["limit"]) for period in periods]),
+            in_watts,
         )
 
-    def limit_kw(self, at: datetime) -> float | None:
-        """Its limit at `at` (None before it starts), as `profile_limit_kw`."""
-        if self.start is None:
-            return None
-        i = bisect.bisect_right(self.offsets_s, (at - self.start).total_seconds()) - 1
-        return None if i < 0 else self.limits_kw[i]
+    def kw_per_unit(self, voltage_v: float, phases: int) -> float:
+        """kW per unit of its limits (per phase drawn, in A)."""
+        return 1.0 / 1000.0 if self.in_watts else voltage_v * phases / 1000.0
 
-    def changes(self, start: datetime, end: datetime) -> list[datetime]:
-        """When its limit changes strictly between `start` and `end`."""
-        if self.start is None:
-            return []
-        first = bisect.bisect_right(self.offsets_s, (start - self.start).total_seconds())
-        last = bisect.bisect_left(self.offsets_s, (end - self.start).total_seconds())
-        return [self.start + timedelta(seconds=offset) for offset in self.offsets_s[first:last]]
+    def limit(self, at_s: float) -> float | None:
+        """Its limit at `at_s` in its unit (None before it starts), as `profile_limit_kw`."""
+        if self.start_s is None:
+            return None
+        i = bisect.bisect_right(self.at_s, at_s) - 1
+        return None if i < 0 else self.limits[i]
+
+    def changes(self, start_s: float, end_s: float) -> Sequence[float]:
+        """When its limit changes strictly between `start_s` and `end_s`."""
+        if self.start_s is None:
+            return ()
+        return self.at_s[bisect.bisect_right(self.at_s, start_s) : bisect.bisect_left(self.at_s, end_s)]
 
 
 def period_samples(
     periods: Sequence[StoredPeriod],
     session_end: datetime,
-    profiles: Sequence[tuple[datetime, dict[str, Any]]],
+    profiles: Sequence[SentProfile],
     voltage_v: float,
     connector_phases: int,
 ) -> list[PeriodSample]:
@@ -472,7 +483,7 @@ def period_samples(
     look self-limited at a third of its limit, and be starved by the maximum learned from it).
 
     A meter period rarely lines up with a profile: the limit is the mean over the period
-    (`_plausible_limits_kw`). Nor does a profile hold the moment we send it: the CPO passes it
+    (`_LimitsSent.limits_kw`). Nor does a profile hold the moment we send it: the CPO passes it
     on over OCPP and the charge point applies it, so for `PROFILE_SETTLE` the limit before it
     may still hold, and the lowest of them is taken. So a car still held at the old limit after
     a raise, or at 0 until a profile's next period, is not taken for one that limits itself;
@@ -489,77 +500,82 @@ def period_samples(
         raw.append((period.start_date_time, end, power, _dimension(period.dimensions, "CURRENT")))
     unlimited = [PeriodSample(start, end, power, current, None) for start, end, power, current in raw]
     phases = min(learned_phases(unlimited, voltage_v) or connector_phases, connector_phases)
-    ordered = sorted(range(len(profiles)), key=lambda i: profiles[i][0])  # stable: sent order kept
-    sent = [profiles[i][0] for i in ordered]
-    read: dict[int, _SentProfile] = {}  # each profile read once, when first needed
-
-    def profile_at(i: int) -> _SentProfile:
-        if i not in read:
-            sent_at, profile = profiles[ordered[i]]
-            read[i] = _SentProfile.of(sent_at, profile, voltage_v, phases)
-        return read[i]
-
-    return [
-        PeriodSample(start, end, power, current, *_plausible_limits_kw(start, end, sent, profile_at))
-        for start, end, power, current in raw
-    ]
+    sent = _LimitsSent(sorted(profiles, key=lambda p: p.sent_at), voltage_v, phases)  # stable
+    samples = []
+    for start, end, power, current in raw:
+        mean, held = sent.limits_kw(start.timestamp(), end.timestamp())
+        samples.append(PeriodSample(start, end, power, current, mean, held))
+    return samples
 
 
-def _held_from(at: datetime, sent: Sequence[datetime]) -> range:
-    """The profiles that may hold at `at`: the latest sent by then, and each one before it
-    while the one after it may not hold yet."""
-    latest = bisect.bisect_right(sent, at) - 1
-    first = latest
-    while first >= 0 and sent[first] + PROFILE_SETTLE > at:
-        first -= 1
-    return range(max(first, 0), latest + 1)
+class _LimitsSent:
+    """The limits the profiles we sent a session (in the order we sent them) may have set."""
 
+    def __init__(self, profiles: Sequence[SentProfile], voltage_v: float, phases: int) -> None:
+        self.profiles = profiles
+        self.sent_s = [p.sent_at.timestamp() for p in profiles]
+        self.kw_per_unit = [p.kw_per_unit(voltage_v, phases) for p in profiles]
+        self.settle_s = PROFILE_SETTLE.total_seconds()
 
-def _lowest_limit_kw(
-    at: datetime, sent: Sequence[datetime], profile_at: Callable[[int], _SentProfile]
-) -> float | None:
-    """The lowest limit that may hold at `at` (None: no profile of ours held)."""
-    limits = [limit for i in _held_from(at, sent) if (limit := profile_at(i).limit_kw(at)) is not None]
-    return min(limits) if limits else None
+    def _held_from(self, at_s: float) -> range:
+        """The profiles that may hold at `at_s`: the latest sent by then, and each one before
+        it while the one after it may not hold yet."""
+        latest = bisect.bisect_right(self.sent_s, at_s) - 1
+        first = latest
+        while first >= 0 and self.sent_s[first] + self.settle_s > at_s:
+            first -= 1
+        return range(max(first, 0), latest + 1)
 
+    def lowest_kw(self, at_s: float) -> float | None:
+        """The lowest limit that may hold at `at_s` (None: no profile of ours held)."""
+        limits = [
+            limit * self.kw_per_unit[i]
+            for i in self._held_from(at_s)
+            if (limit := self.profiles[i].limit(at_s)) is not None
+        ]
+        return min(limits) if limits else None
 
-def _plausible_limits_kw(
-    start: datetime,
-    end: datetime,
-    sent: Sequence[datetime],
-    profile_at: Callable[[int], _SentProfile],
-) -> tuple[float | None, float | None]:
-    """Of the lowest limit that may hold over [start, end) (`_lowest_limit_kw`): its mean, and
-    the highest one held over at least half the period. Pieces where no profile of ours held
-    are left out (the car's own limit is higher); None if none did."""
-    if end <= start:
-        lowest = _lowest_limit_kw(start, sent, profile_at)
-        return lowest, lowest
-    held = _held_from(start, sent)
-    cuts = {start}
-    for i in range(held.start, len(sent)):
-        if sent[i] >= end:
-            break
-        cuts.update(at for at in (sent[i], sent[i] + PROFILE_SETTLE) if start < at < end)
-        cuts.update(profile_at(i).changes(start, end))
-    if len(cuts) == 1:
-        lowest = _lowest_limit_kw(start, sent, profile_at)  # one limit throughout
-        return lowest, lowest
-    bounds = [*sorted(cuts), end]
-    period_s = (end - start).total_seconds()
-    weighted = limited_s = 0.0
-    longest: float | None = None
-    for a, b in itertools.pairwise(bounds):
-        limit = _lowest_limit_kw(a, sent, profile_at)
-        if limit is None:
-            continue
-        seconds = (b - a).total_seconds()
-        weighted += limit * seconds
-        limited_s += seconds
-        if 2.0 * seconds >= period_s and (longest is None or limit > longest):
-            longest = limit
-    mean = weighted / limited_s if limited_s > 0.0 else None
-    return mean, longest if longest is not None else mean
+    def limits_kw(self, start_s: float, end_s: float) -> tuple[float | None, float | None]:
+        """Of the lowest limit that may hold over [start_s, end_s) (`lowest_kw`): its mean,
+        and the highest one held over at least half the period. Pieces where no profile of ours
+        held are left out (the car's own limit is higher); None if none did."""
+        sent_s = self.sent_s
+        latest = bisect.bisect_right(sent_s, start_s) - 1
+        if end_s <= start_s:
+            lowest = self.lowest_kw(start_s)
+            return lowest, lowest
+        if latest + 1 == len(sent_s) or sent_s[latest + 1] >= end_s:  # nothing sent meanwhile
+            if latest < 0:
+                return None, None
+            one = self.profiles[latest]
+            if sent_s[latest] + self.settle_s <= start_s:
+                if one.start_s is None:
+                    return None, None
+                after = bisect.bisect_right(one.at_s, start_s)
+                if after == len(one.at_s) or one.at_s[after] >= end_s:  # one limit throughout
+                    limit = one.limits[after - 1] * self.kw_per_unit[latest] if after > 0 else None
+                    return limit, limit
+        held = self._held_from(start_s)
+        cuts = {start_s}
+        for i in range(held.start, len(sent_s)):
+            if sent_s[i] >= end_s:
+                break
+            cuts.update(at for at in (sent_s[i], sent_s[i] + self.settle_s) if start_s < at < end_s)
+            cuts.update(self.profiles[i].changes(start_s, end_s))
+        bounds = [*sorted(cuts), end_s]
+        period_s = end_s - start_s
+        weighted = limited_s = 0.0
+        longest: float | None = None
+        for a, b in itertools.pairwise(bounds):
+            limit = self.lowest_kw(a)
+            if limit is None:
+                continue
+            weighted += limit * (b - a)
+            limited_s += b - a
+            if 2.0 * (b - a) >= period_s and (longest is None or limit > longest):
+                longest = limit
+        mean = weighted / limited_s if limited_s > 0.0 else None
+        return mean, longest if longest is not None else mean
 
 
 def _preference_of(row: Any) -> Preference:
@@ -583,7 +599,7 @@ class StoredInputs:
 
     preferences: dict[int, Preference]
     periods: dict[int, list[StoredPeriod]]
-    profiles: dict[int, list[tuple[datetime, dict[str, Any]]]]
+    profiles: dict[int, list[SentProfile]]
     history: dict[int, list[PastSession]]
 
 
@@ -616,8 +632,8 @@ _PERIODS = (
     .where(ChargingPeriod.session_pk.in_(bindparam("pks", expanding=True)))
     .order_by(ChargingPeriod.session_pk, ChargingPeriod.position)
 )
-_PROFILES_SENT = (
-    select(ProfileRequest.session_pk, ProfileRequest.sent_at, ProfileRequest.charging_profile)
+_ACCEPTED_SETS = (
+    select(ProfileRequest.id, ProfileRequest.session_pk, ProfileRequest.sent_at)
     .where(
         ProfileRequest.session_pk.in_(bindparam("pks", expanding=True)),
         ProfileRequest.kind == "set",
@@ -625,10 +641,16 @@ _PROFILES_SENT = (
     )
     .order_by(ProfileRequest.id)
 )
+_PROFILE_BODIES = select(ProfileRequest.id, ProfileRequest.charging_profile).where(
+    ProfileRequest.id.in_(bindparam("ids", expanding=True))
+)
 
 
 def load_stored_inputs(
-    db: DbSession, sessions: Sequence[ChargingSession], past_sessions: PastSessionCache | None = None
+    db: DbSession,
+    sessions: Sequence[ChargingSession],
+    past_sessions: PastSessionCache | None = None,
+    sent_profiles: SentProfileCache | None = None,
 ) -> StoredInputs:
     pks = [s.id for s in sessions]
     meter_id_partners = set(db.scalars(_METER_ID_PARTNERS, {"ids": list({s.partner_id for s in sessions})}))
@@ -650,11 +672,7 @@ def load_stored_inputs(
     for period in db.execute(_PERIODS, {"pks": pks}):
         periods[period.session_pk].append(period)
 
-    profiles: dict[int, list[tuple[datetime, dict[str, Any]]]] = {pk: [] for pk in pks}
-    for session_pk, sent_at, profile in db.execute(_PROFILES_SENT, {"pks": pks}):
-        if profile and session_pk is not None:
-            profiles[session_pk].append((sent_at, profile))
-
+    profiles = (sent_profiles or SentProfileCache()).sent_profiles(db, pks)
     return StoredInputs(preferences, periods, profiles, _histories(db, sessions, past_sessions))
 
 
@@ -757,6 +775,46 @@ class PastSessionCache:
                 for pk, past in fresh.items():
                     out[pk] = past
                     self._kept[pk] = (missing[pk], past)
+        return out
+
+
+class SentProfileCache:
+    """Each accepted profile as read (`SentProfile`), kept between plans.
+
+    A plan reads every profile it sent the site's active sessions, to judge their periods:
+    decoding and reading them again at every plan cost more than the judging. A request's
+    profile never changes once stored, so it is read once, by its id. Keep one per database
+    (the planner keeps one).
+    """
+
+    def __init__(self, max_profiles: int = 100_000) -> None:
+        self.max_profiles = max_profiles
+        self._kept: dict[int, SentProfile] = {}
+        self._lock = threading.Lock()
+
+    def sent_profiles(self, db: DbSession, session_pks: list[int]) -> dict[int, list[SentProfile]]:
+        """The accepted profiles of these sessions, in the order they were stored."""
+        rows = db.execute(_ACCEPTED_SETS, {"pks": session_pks}).all()
+        with self._lock:
+            kept = {request_id: self._kept.get(request_id) for request_id, _, _ in rows}
+        missing = {request_id: sent_at for request_id, _, sent_at in rows if kept[request_id] is None}
+        if missing:
+            fresh = {
+                request_id: SentProfile.of(missing[request_id], body) if body else None
+                for request_id, body in db.execute(_PROFILE_BODIES, {"ids": list(missing)})
+            }
+            with self._lock:
+                if len(self._kept) + len(fresh) > self.max_profiles:
+                    self._kept.clear()
+                for request_id, profile in fresh.items():
+                    kept[request_id] = profile
+                    if profile is not None:
+                        self._kept[request_id] = profile
+        out: dict[int, list[SentProfile]] = {pk: [] for pk in session_pks}
+        for request_id, session_pk, _ in rows:
+            profile = kept[request_id]
+            if profile is not None and session_pk is not None:
+                out[session_pk].append(profile)
         return out
 
 

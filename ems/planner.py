@@ -44,6 +44,7 @@ from ems.needs import (
     Need,
     NeedInputs,
     PastSessionCache,
+    SentProfileCache,
     SiteDefaults,
     StoredInputs,
     estimate_need,
@@ -223,6 +224,7 @@ class Planner:
         self._connector_index: dict[tuple[str, str], str] | None = None
         self._phases_unknown: set[SessionKey] = set()
         self._past_sessions = PastSessionCache()
+        self._sent_profiles = SentProfileCache()
         self._window_ends: dict[str, datetime] = {}
         self.plans_made = 0
 
@@ -371,7 +373,9 @@ class Planner:
                 if any(c.id == connector.id for _, c, _ in placed):
                     continue  # two sessions on one connector: the newer one is a CPO glitch
                 placed.append((row, connector, flags))
-            stored_inputs = load_stored_inputs(db, [row for row, _, _ in placed], self._past_sessions)
+            stored_inputs = load_stored_inputs(
+                db, [row for row, _, _ in placed], self._past_sessions, self._sent_profiles
+            )
         for row, connector, flags in placed:
             need = self._need(row, site, connector, defaults, stored_inputs, now)
             session_key = SessionKey(row.partner_id, row.country_code, row.party_id, row.session_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,7 @@ from ems.needs import (
     PastSession,
     PeriodSample,
     Preference,
+    SentProfile,
     SiteDefaults,
     estimate_need,
     learned_capacity_kwh,
@@ -212,7 +214,7 @@ def test_a_single_phase_car_under_a_per_phase_limit_is_not_taken_for_self_limite
         for i in range(4)
     ]
     samples = period_samples(
-        periods, START + timedelta(hours=1), [(START - timedelta(hours=1), profile)], 230.0, 3
+        periods, START + timedelta(hours=1), [SentProfile.of(START - timedelta(hours=1), profile)], 230.0, 3
     )
     assert all(s.limit_kw == 16.0 * 230 / 1000 for s in samples)
     need = estimate_need(inputs(periods=samples), NOW)
@@ -260,7 +262,7 @@ def test_a_draw_under_the_minimum_current_never_sets_the_car_maximum() -> None:
     assert (need.max_power_kw, need.max_power_source) == (None, "connector")
 
 
-def amps(limit_a: float, start: datetime) -> dict[str, object]:
+def amps(limit_a: float, start: datetime) -> dict[str, Any]:
     return {
         "start_date_time": start.isoformat().replace("+00:00", "Z"),
         "charging_rate_unit": "A",
@@ -288,7 +290,7 @@ def test_a_raise_just_sent_may_not_hold_yet() -> None:
     applies it a minute or so later. The one-minute meter periods meanwhile still show 7.2 A:
     that is the old limit, not the car's own maximum. Once the raise surely holds, they count."""
     raised_at = START + timedelta(minutes=10)
-    profiles = [(START, amps(7.2, START)), (raised_at, amps(32.0, raised_at))]
+    profiles = [SentProfile.of(START, amps(7.2, START)), SentProfile.of(raised_at, amps(32.0, raised_at))]
     rows = [metered(START + timedelta(minutes=m), 1, three_phase_kw(7.2)) for m in range(1, 12)]
     periods = [period for period, _ in rows]
     end = rows[-1][1]
@@ -312,10 +314,19 @@ def test_a_period_straddling_a_profile_is_judged_by_the_lowest_limit_that_may_ho
     6 A); a raise sent at its start may hold only 2 minutes later (6 A, then 16 A)."""
     cut_at = START + timedelta(minutes=5)
     period, end = metered(START, 15, 5.0)
-    cut = period_samples([period], end, [(START, amps(16.0, START)), (cut_at, amps(6.0, cut_at))], 230.0, 3)
+    cut = period_samples(
+        [period],
+        end,
+        [SentProfile.of(START, amps(16.0, START)), SentProfile.of(cut_at, amps(6.0, cut_at))],
+        230.0,
+        3,
+    )
     assert cut[0].limit_kw == pytest.approx((5 * three_phase_kw(16.0) + 10 * three_phase_kw(6.0)) / 15)
     assert cut[0].held_limit_kw == pytest.approx(three_phase_kw(6.0))
-    raise_profiles = [(START - timedelta(hours=1), amps(6.0, START)), (START, amps(16.0, START))]
+    raise_profiles = [
+        SentProfile.of(START - timedelta(hours=1), amps(6.0, START)),
+        SentProfile.of(START, amps(16.0, START)),
+    ]
     raised = period_samples([period], end, raise_profiles, 230.0, 3)
     assert raised[0].limit_kw == pytest.approx((2 * three_phase_kw(6.0) + 13 * three_phase_kw(16.0)) / 15)
     assert raised[0].held_limit_kw == pytest.approx(three_phase_kw(16.0))
@@ -324,7 +335,10 @@ def test_a_period_straddling_a_profile_is_judged_by_the_lowest_limit_that_may_ho
 def test_a_car_kept_at_zero_is_not_found_full_before_a_raise_holds() -> None:
     """Off (0 A) until a raise to 16 A: a one-minute period right after it drew nothing, which
     is no evidence; a quarter hour without a draw after it is."""
-    profiles = [(START - timedelta(hours=1), amps(0.0, START)), (START, amps(16.0, START))]
+    profiles = [
+        SentProfile.of(START - timedelta(hours=1), amps(0.0, START)),
+        SentProfile.of(START, amps(16.0, START)),
+    ]
     minute, minute_end = metered(START, 1, 0.0)
     samples = period_samples([minute], minute_end, profiles, 230.0, 3)
     assert not stopped_by_itself(samples, 22.08, 4.14)
@@ -345,7 +359,7 @@ def test_a_profile_period_starting_inside_a_meter_period_counts_for_its_share() 
     }
     drawn_a = {-1: 0.0, 0: 7.9, 1: 9.1, 2: 9.1}
     rows = [metered(START + timedelta(minutes=m), 1, three_phase_kw(a)) for m, a in drawn_a.items()]
-    samples = period_samples([p for p, _ in rows], rows[-1][1], [(sent_at, profile)], 230.0, 3)
+    samples = period_samples([p for p, _ in rows], rows[-1][1], [SentProfile.of(sent_at, profile)], 230.0, 3)
     assert samples[0].limit_kw == 0.0
     assert samples[1].limit_kw == pytest.approx(three_phase_kw(9.1) * 52 / 60)
     assert samples[2].limit_kw == pytest.approx(three_phase_kw(9.1))

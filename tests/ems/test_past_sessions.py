@@ -1,7 +1,8 @@
-"""A token's history read through the planner's cache of past sessions equals a fresh read."""
+"""What a plan reads through the planner's caches (past sessions, sent profiles) equals a fresh read."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,11 +11,12 @@ from sqlalchemy import select
 from ems.config import Settings
 from ems.context import EmsContext
 from ems.driver import DriverPreferences, save_preferences
-from ems.needs import PastSessionCache, load_stored_inputs
+from ems.needs import PastSessionCache, SentProfileCache, load_stored_inputs
 from ems.ocpi.partners import Caller
 from ems.ocpi.schemas import ChargingPreferences, Session, SessionPatch
 from ems.ocpi.sessions import patch_session, put_charging_preferences, put_session
-from ems.store.models import ChargingSession, Partner
+from ems.store.db import transaction
+from ems.store.models import ChargingSession, Partner, ProfileRequest
 from tests.conftest import add_registered_partner
 from tests.support.ocpi_objects import session
 
@@ -87,4 +89,61 @@ def test_cached_history_follows_every_later_change(tmp_path: Path) -> None:
     put_charging_preferences(ctx, caller, "NL", "CPO", "now", prefs, now=DAY)
     save_preferences(ctx, now_pk, DriverPreferences(DAY + timedelta(hours=8), 40.0, None, None))
     assert revision("now") == 2
+    ctx.close()
+
+
+def test_cached_profiles_follow_every_answer(tmp_path: Path) -> None:
+    """The profiles a plan reads through the planner's cache equal a fresh read: a new one, one
+    answered only later, one refused, and one of another session."""
+    ctx = EmsContext.create(Settings(database_url=f"sqlite:///{tmp_path / 'p.db'}"))
+    add_registered_partner(ctx)
+    with ctx.db() as db:
+        caller = Caller.of(db.get(Partner, 1), with_token_a=False)  # type: ignore[arg-type]
+    for sid in ("a", "b"):
+        body = session(sid, status="ACTIVE", kwh=0.0, start_date_time=_stamp(DAY), last_updated=_stamp(DAY))
+        put_session(ctx, caller, "NL", "CPO", sid, Session.model_validate(body))
+    with ctx.db() as db:
+        pks = {row.session_id: row.id for row in db.scalars(select(ChargingSession))}
+    cache = SentProfileCache()
+
+    def send(sid: str, minutes: int, limit_a: float, answer: str | None) -> int:
+        at = DAY + timedelta(minutes=minutes)
+        profile = {
+            "start_date_time": _stamp(at),
+            "charging_rate_unit": "A",
+            "charging_profile_period": [{"start_period": 0, "limit": limit_a}],
+        }
+        with transaction(ctx.db) as db:
+            request = ProfileRequest(
+                request_id=str(uuid.uuid4()),
+                partner_id=1,
+                session_pk=pks[sid],
+                session_id=sid,
+                kind="set",
+                charging_profile=profile,
+                sent_at=at,
+                response_result=answer,
+            )
+            db.add(request)
+            db.flush()
+            return request.id
+
+    def read(with_cache: bool) -> dict[str, list[tuple[datetime, float | None]]]:
+        with ctx.db() as db:
+            profiles = (cache if with_cache else SentProfileCache()).sent_profiles(db, list(pks.values()))
+        at = (DAY + timedelta(hours=2)).timestamp()
+        return {sid: [(p.sent_at, p.limit(at)) for p in profiles[pk]] for sid, pk in pks.items()}
+
+    send("a", 0, 16.0, "ACCEPTED")
+    assert read(True) == read(False) == {"a": [(DAY, 16.0)], "b": []}
+    late = send("a", 15, 10.0, None)
+    send("a", 30, 8.0, "REJECTED")
+    send("b", 30, 6.0, "ACCEPTED")
+    assert read(True) == read(False)
+    assert [limit for _, limit in read(True)["a"]] == [16.0]
+    with transaction(ctx.db) as db:
+        db.get(ProfileRequest, late).response_result = "ACCEPTED"  # type: ignore[union-attr]
+    assert read(True) == read(False)
+    assert [limit for _, limit in read(True)["a"]] == [16.0, 10.0]
+    assert [limit for _, limit in read(True)["b"]] == [6.0]
     ctx.close()
