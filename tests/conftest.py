@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -13,10 +14,13 @@ import pytest
 from api.app import create_app
 from ems.config import Settings
 from ems.context import EmsContext
-from ems.ocpi.partners import PartnerStatus
+from ems.ocpi.partners import Caller, PartnerStatus
+from ems.ocpi.schemas import Session
+from ems.ocpi.sessions import put_session
 from ems.ocpi.tokens import new_token, token_digest
 from ems.store.db import transaction
 from ems.store.models import Partner
+from tests.support.ocpi_objects import session
 from tests.support.servers import ThreadedServer, free_port
 
 ADMIN_TOKEN = "admin-token-for-the-tests"
@@ -95,3 +99,21 @@ def admin_client(ems: RunningEms) -> Iterator[httpx.Client]:
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     with httpx.Client(base_url=ems.url + "/api/admin", headers=headers, timeout=10) as client:
         yield client
+
+
+def ems_with_active_sessions(
+    database: Path, session_ids: tuple[str, ...], start: datetime
+) -> tuple[EmsContext, Caller]:
+    """An EMS on a fresh SQLite file, a registered CPO, and these sessions of it started at
+    `start`; returns the context and the CPO as a caller."""
+    ctx = EmsContext.create(Settings(database_url=f"sqlite:///{database}"))
+    add_registered_partner(ctx)
+    with ctx.db() as db:
+        partner = db.get(Partner, 1)
+        assert partner is not None
+        caller = Caller.of(partner, with_token_a=False)
+    stamp = start.strftime("%Y-%m-%dT%H:%M:%SZ")
+    for sid in session_ids:
+        body = session(sid, status="ACTIVE", kwh=0.0, start_date_time=stamp, last_updated=stamp)
+        put_session(ctx, caller, "NL", "CPO", sid, Session.model_validate(body))
+    return ctx, caller

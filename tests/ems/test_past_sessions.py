@@ -17,7 +17,7 @@ from ems.ocpi.schemas import ChargingPreferences, Session, SessionPatch
 from ems.ocpi.sessions import patch_session, put_charging_preferences, put_session
 from ems.store.db import transaction
 from ems.store.models import ChargingSession, Partner, ProfileRequest
-from tests.conftest import add_registered_partner
+from tests.conftest import add_registered_partner, ems_with_active_sessions
 from tests.support.ocpi_objects import session
 
 DAY = datetime(2026, 6, 1, 8, tzinfo=UTC)
@@ -95,13 +95,7 @@ def test_cached_history_follows_every_later_change(tmp_path: Path) -> None:
 def test_cached_profiles_follow_every_answer(tmp_path: Path) -> None:
     """The profiles a plan reads through the planner's cache equal a fresh read: a new one, one
     answered only later, one refused, and one of another session."""
-    ctx = EmsContext.create(Settings(database_url=f"sqlite:///{tmp_path / 'p.db'}"))
-    add_registered_partner(ctx)
-    with ctx.db() as db:
-        caller = Caller.of(db.get(Partner, 1), with_token_a=False)  # type: ignore[arg-type]
-    for sid in ("a", "b"):
-        body = session(sid, status="ACTIVE", kwh=0.0, start_date_time=_stamp(DAY), last_updated=_stamp(DAY))
-        put_session(ctx, caller, "NL", "CPO", sid, Session.model_validate(body))
+    ctx, _ = ems_with_active_sessions(tmp_path / "p.db", ("a", "b"), DAY)
     with ctx.db() as db:
         pks = {row.session_id: row.id for row in db.scalars(select(ChargingSession))}
     cache = SentProfileCache()

@@ -8,16 +8,13 @@ from typing import Any
 
 import pytest
 
-from ems.config import Settings
 from ems.context import EmsContext
 from ems.events import SessionChange, SessionEvent
 from ems.ocpi.errors import OcpiError
 from ems.ocpi.partners import Caller
-from ems.ocpi.schemas import Session, SessionPatch
-from ems.ocpi.sessions import get_session, patch_session, patch_sessions, put_session
-from ems.store.models import Partner
-from tests.conftest import add_registered_partner
-from tests.support.ocpi_objects import session
+from ems.ocpi.schemas import SessionPatch
+from ems.ocpi.sessions import get_session, patch_session, patch_sessions
+from tests.conftest import ems_with_active_sessions
 
 DAY = datetime(2026, 6, 1, 8, tzinfo=UTC)
 
@@ -27,14 +24,7 @@ def _stamp(t: datetime) -> str:
 
 
 def _ems(tmp_path: Path, name: str) -> tuple[EmsContext, Caller]:
-    ctx = EmsContext.create(Settings(database_url=f"sqlite:///{tmp_path / name}"))
-    add_registered_partner(ctx)
-    with ctx.db() as db:
-        caller = Caller.of(db.get(Partner, 1), with_token_a=False)  # type: ignore[arg-type]
-    for sid in ("a", "b"):
-        body = session(sid, status="ACTIVE", kwh=0.0, start_date_time=_stamp(DAY), last_updated=_stamp(DAY))
-        put_session(ctx, caller, "NL", "CPO", sid, Session.model_validate(body))
-    return ctx, caller
+    return ems_with_active_sessions(tmp_path / name, ("a", "b"), DAY)
 
 
 def _patches() -> list[tuple[str, SessionPatch]]:
