@@ -35,13 +35,14 @@ DAILY_AGGREGATE_AFTER_DAYS = 14
 
 def connector_power(result: ReplayResult) -> dict[tuple[str, int], FloatArray]:
     """Power per (connector, vehicle phases) and step, summed over the cars that used it."""
-    out: dict[tuple[str, int], FloatArray] = {}
+    rows: dict[tuple[str, int], list[int]] = {}
     for i, s in enumerate(result.sessions):
-        key = (result.session_connector[s.session_id], s.vehicle_phases)
-        if key not in out:
-            out[key] = np.zeros(len(result.steps))
-        out[key] = out[key] + result.power_kw[i]
-    return out
+        rows.setdefault((result.session_connector[s.session_id], s.vehicle_phases), []).append(i)
+    n_steps = len(result.steps)
+    return {
+        key: np.asarray(result.power_kw[idx, :].sum(axis=0), dtype=float).reshape(n_steps)
+        for key, idx in rows.items()
+    }
 
 
 def result_kpis(result: ReplayResult) -> dict[str, Any]:
@@ -86,15 +87,16 @@ def write_csvs(result: ReplayResult, out: Path) -> None:
     with (out / "session_power.csv").open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["timestamp", "session_id", "power_kw"])
-        rows = np.argwhere(result.power_kw.T > 0)  # step-major, like the timeline
-        for k, i in rows:
-            w.writerow(
-                [
-                    _ts(result.steps[k], zone),
-                    result.sessions[i].session_id,
-                    repr(float(result.power_kw[i, k])),
-                ]
-            )
+        drawn = result.power_kw.tocoo()
+        for j in np.lexsort((drawn.row, drawn.col)):  # step-major, like the timeline
+            if drawn.data[j] > 0:
+                w.writerow(
+                    [
+                        _ts(result.steps[drawn.col[j]], zone),
+                        result.sessions[drawn.row[j]].session_id,
+                        repr(float(drawn.data[j])),
+                    ]
+                )
     delivered = result.delivered_kwh()
     with (out / "sessions_out.csv").open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
