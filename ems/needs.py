@@ -395,30 +395,6 @@ def _dimension(dimensions: Sequence[dict[str, Any]], kind: str) -> float | None:
     return None
 
 
-def profile_limit_kw(
-    profile: dict[str, Any], at: datetime, voltage_v: float, phases: int, start: datetime | None = None
-) -> float | None:
-    """The limit an OCPI ChargingProfile sets at `at`, in kW (None before it starts); `start`
-    is its `start_date_time` already parsed, if the caller has it."""
-    from ems.ocpi.datetimes import parse_ocpi_datetime
-
-    if start is None:
-        raw = profile.get("start_date_time")
-        if not raw:
-            return None
-        start = parse_ocpi_datetime(raw)
-    offset_s = (at - start).total_seconds()
-    if offset_s < 0:
-        return None
-    limit: float | None = None
-    for period in profile.get("charging_profile_period", []):
-        if period["start_period"] <= offset_s:
-            limit = float(period["limit"])
-    if limit is None:
-        return None
-    return limit / 1000.0 if profile.get("charging_rate_unit") == "W" else limit * voltage_v * phases / 1000.0
-
-
 @dataclass(frozen=True)
 class SentProfile:
     """A profile we sent and the CPO accepted, read once: when we sent it, and its limits from
@@ -456,7 +432,7 @@ class SentProfile:
         return 1.0 / 1000.0 if self.in_watts else voltage_v * phases / 1000.0
 
     def limit(self, at_s: float) -> float | None:
-        """Its limit at `at_s` in its unit (None before it starts), as `profile_limit_kw`."""
+        """Its limit at `at_s` in its unit (None before it starts)."""
         if self.start_s is None:
             return None
         i = bisect.bisect_right(self.at_s, at_s) - 1

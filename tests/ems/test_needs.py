@@ -22,7 +22,6 @@ from ems.needs import (
     learned_max_power_kw,
     parse_meter_id_preferences,
     period_samples,
-    profile_limit_kw,
     stopped_by_itself,
 )
 from ems.store.models import ChargingPeriod
@@ -185,15 +184,27 @@ def test_meter_id_preference_parse() -> None:
     assert parse_meter_id_preferences("departure=soon") is None
 
 
-def test_profile_limit_in_kw() -> None:
+def test_a_sent_profile_limit_in_kw() -> None:
     profile = {
         "start_date_time": "2026-06-01T08:00:00Z",
         "charging_rate_unit": "A",
         "charging_profile_period": [{"start_period": 0, "limit": 16.0}, {"start_period": 900, "limit": 8.0}],
     }
-    assert profile_limit_kw(profile, START + timedelta(minutes=5), 230.0, 3) == 16.0 * 230 * 3 / 1000
-    assert profile_limit_kw(profile, START + timedelta(minutes=20), 230.0, 1) == 8.0 * 230 / 1000
-    assert profile_limit_kw(profile, START - timedelta(minutes=1), 230.0, 3) is None
+    sent = SentProfile.of(START, profile)
+
+    def kw(at: datetime, phases: int) -> float | None:
+        limit = sent.limit(at.timestamp())
+        return None if limit is None else limit * sent.kw_per_unit(230.0, phases)
+
+    assert kw(START + timedelta(minutes=5), 3) == 16.0 * 230 * 3 / 1000
+    assert kw(START + timedelta(minutes=20), 1) == 8.0 * 230 / 1000
+    assert kw(START - timedelta(minutes=1), 3) is None
+    assert sent.changes(START.timestamp(), (START + timedelta(hours=1)).timestamp()) == (
+        (START + timedelta(minutes=15)).timestamp(),
+    )
+    watts = SentProfile.of(START, profile | {"charging_rate_unit": "W"})
+    assert watts.kw_per_unit(230.0, 3) == 1 / 1000
+    assert SentProfile.of(START, {"charging_profile_period": []}).limit(START.timestamp()) is None
 
 
 def test_a_single_phase_car_under_a_per_phase_limit_is_not_taken_for_self_limited() -> None:
