@@ -401,10 +401,8 @@ class SentProfile:
     when, in its own unit (times in POSIX seconds)."""
 
     sent_at: datetime
-    start_s: float | None
-    """None: a profile without a start, which sets no limit."""
     at_s: tuple[float, ...]
-    """When each of its periods begins."""
+    """When each of its periods begins (none: a profile without a start sets no limit)."""
     limits: tuple[float, ...]
     in_watts: bool
 
@@ -416,12 +414,11 @@ class SentProfile:
         raw_start = profile.get("start_date_time")
         in_watts = profile.get("charging_rate_unit") == "W"
         if not raw_start:
-            return cls(sent_at, None, (), (), in_watts)
+            return cls(sent_at, (), (), in_watts)
         start_s = parse_ocpi_datetime(raw_start).timestamp()
         periods = profile.get("charging_profile_period") or []
         return cls(
             sent_at,
-            start_s,
             tuple([start_s + period["start_period"] for period in periods]),
             tuple([float(period["limit"]) for period in periods]),
             in_watts,
@@ -433,15 +430,11 @@ class SentProfile:
 
     def limit(self, at_s: float) -> float | None:
         """Its limit at `at_s` in its unit (None before it starts)."""
-        if self.start_s is None:
-            return None
         i = bisect.bisect_right(self.at_s, at_s) - 1
         return None if i < 0 else self.limits[i]
 
     def changes(self, start_s: float, end_s: float) -> Sequence[float]:
         """When its limit changes strictly between `start_s` and `end_s`."""
-        if self.start_s is None:
-            return ()
         return self.at_s[bisect.bisect_right(self.at_s, start_s) : bisect.bisect_left(self.at_s, end_s)]
 
 
@@ -525,8 +518,6 @@ class _LimitsSent:
                 return None, None
             one = self.profiles[latest]
             if sent_s[latest] + self.settle_s <= start_s:
-                if one.start_s is None:
-                    return None, None
                 after = bisect.bisect_right(one.at_s, start_s)
                 if after == len(one.at_s) or one.at_s[after] >= end_s:  # one limit throughout
                     limit = one.limits[after - 1] * self.kw_per_unit[latest] if after > 0 else None
@@ -833,10 +824,7 @@ def _histories(
             if key in past_keys and len(past_keys[key]) < HISTORY_SESSIONS:
                 past_keys[key].append(pk)
                 revisions[pk] = revision
-    if cache is not None:
-        past = cache.past_sessions(db, revisions)
-    else:
-        past = _read_past_sessions(db, list(revisions))
+    past = (cache or PastSessionCache()).past_sessions(db, revisions)
     histories: dict[int, list[PastSession]] = {}
     for session in sessions:
         histories[session.id] = [
