@@ -34,7 +34,7 @@ lint: install
 	$(BIN)/mypy
 
 test: install chromium lint
-	cd $(CURDIR) && EMS_DATABASE_URL=sqlite:///$$(mktemp -d)/alembic-check.db $(BIN)/python -m ems.store.migrate check
+	cd $(CURDIR) && EMS_DATABASE_URL=sqlite:///$$(mktemp -d)/alembic-check.db $(BIN)/ems db check
 	$(BIN)/pytest -q
 
 bench: install

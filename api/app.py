@@ -17,11 +17,11 @@ from api.admin import sites as admin_sites
 from api.ocpi.envelope import envelope
 from api.ocpi.middleware import OcpiTransportMiddleware
 from api.ocpi.v2_2_1 import chargingprofiles, credentials, locations, sessions, versions
-from ems.config import Settings, get_settings
-from ems.context import EmsContext
+from ems.core.config import Settings, get_settings
+from ems.core.context import EmsContext
 from ems.ocpi.errors import OcpiError
 from ems.ocpi.status import OcpiStatus
-from ems.runtime import Runtime
+from ems.planning.runtime import Runtime
 
 
 def _is_ocpi(request: Request) -> bool:

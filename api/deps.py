@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
 
-from ems.context import EmsContext
+from ems.core.context import EmsContext
 from ems.ocpi.errors import OcpiError
 from ems.ocpi.partners import Caller, PartnerStatus, authenticate
 from ems.ocpi.status import OcpiStatus

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 
 from benchmarks.loadgen import build_request, run_load
-from ems.config import Settings
-from ems.context import EmsContext
+from ems.core.config import Settings
+from ems.core.context import EmsContext
 from ems.ocpi.partners import PartnerStatus
 from ems.ocpi.tokens import new_token, token_digest
 from ems.store.db import transaction

@@ -24,16 +24,16 @@ from sqlalchemy import select
 
 from api.app import create_app
 from ems import sites
-from ems.config import Settings
-from ems.context import EmsContext
-from ems.dispatch import Dispatcher, OcpiProfileSink
+from ems.core.config import Settings
+from ems.core.context import EmsContext
+from ems.dispatch.outbox import Dispatcher, OcpiProfileSink
 from ems.ocpi.datetimes import format_ocpi_datetime
 from ems.ocpi.partners import PartnerStatus
 from ems.ocpi.tokens import authorization_header, new_token, token_digest
-from ems.planner import Planner
+from ems.planning.planner import Planner
+from ems.store.base import utcnow as now_utc
 from ems.store.db import transaction
 from ems.store.models import Partner
-from ems.store.models import utcnow as now_utc
 from ems.store.planning import PlanRecord
 
 REPO = Path(__file__).resolve().parents[1]

@@ -23,7 +23,7 @@ from typing import Any
 from ems.replay.engine import ReplayConfig, replay
 from ems.replay.kpis import percentile
 from ems.replay.log import LoggedSession, read_session_log
-from ems.series import Series, read_series
+from ems.sites.series import Series, read_series
 from grid_models.sitefile import load_site
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"

@@ -2,7 +2,7 @@
 
 The planner, the replay, the baselines and `ems optimize` all hand the optimizer the same
 value (acnportal habit: schedulers see only frozen snapshots), so a plan can be recomputed
-from what was logged. Series are already aligned on the planning steps: `ems.series.resample`
+from what was logged. Series are already aligned on the planning steps: `ems.sites.series.resample`
 turns a series file into step averages.
 """
 

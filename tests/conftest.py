@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from api.app import create_app
-from ems.config import Settings
-from ems.context import EmsContext
+from ems.core.config import Settings
+from ems.core.context import EmsContext
 from ems.ocpi.partners import Caller, PartnerStatus
 from ems.ocpi.schemas import Session
 from ems.ocpi.sessions import put_session

@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AdminDep, ContextDep, admin_user
-from ems.context import EmsContext
+from ems.core.context import EmsContext
 from ems.sites import (
     Change,
     Placement,

@@ -17,7 +17,7 @@ from typing import Any
 
 from ems.ocpi.datetimes import format_ocpi_datetime
 from ems.ocpi.status import OcpiStatus
-from ems.store.models import utcnow
+from ems.store.base import utcnow
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

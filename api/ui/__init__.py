@@ -18,7 +18,7 @@ from api.ui.common import (
     csrf_refused,
     login_redirect,
 )
-from ems.config import Settings
+from ems.core.config import Settings
 
 
 def install(app: FastAPI, settings: Settings) -> None:

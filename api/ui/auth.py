@@ -1,4 +1,4 @@
-"""Admin log-in and log-out: a password checked by `ems.users`, a throttle, a fresh session."""
+"""Admin log-in and log-out: a password checked by `ems.admin.users`, a throttle, a fresh session."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
 from api.ui.common import AdminSession, ContextDep, CsrfChecked, csrf_token, render
-from ems.users import LoginThrottle, authenticate
+from ems.admin.users import LoginThrottle, authenticate
 
 router = APIRouter(include_in_schema=False)
 throttle = LoginThrottle()

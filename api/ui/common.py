@@ -27,8 +27,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import ui
 from api.deps import ContextDep
-from ems.context import EmsContext
-from ems.driver_links import derived_key, server_secret
+from ems.core.context import EmsContext
+from ems.drivers.links import derived_key, server_secret
 
 UI_DIR = Path(ui.__file__).resolve().parent
 templates = Jinja2Templates(directory=str(UI_DIR / "templates"))

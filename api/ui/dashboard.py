@@ -10,8 +10,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from api.ui.common import AdminSession, ContextDep, CsrfChecked, logged_in_admin, render
-from ems import driver_links, sites
-from ems.dashboard import power_series, site_dashboard
+from ems import sites
+from ems.admin.dashboard import power_series, site_dashboard
+from ems.drivers import links as driver_links
 
 router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depends(logged_in_admin)])
 

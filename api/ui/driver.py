@@ -17,10 +17,10 @@ from fastapi.responses import RedirectResponse, Response
 
 from api.deps import AdminDep
 from api.ui.common import ContextDep, is_htmx, render
-from ems import driver_links
-from ems.context import EmsContext
-from ems.driver import DriverInputError, DriverView, driver_view, parse_preferences, save_preferences
-from ems.store.models import utcnow
+from ems.core.context import EmsContext
+from ems.drivers import links as driver_links
+from ems.drivers.view import DriverInputError, DriverView, driver_view, parse_preferences, save_preferences
+from ems.store.base import utcnow
 
 router = APIRouter(prefix="/driver", include_in_schema=False)
 api_router = APIRouter(prefix="/api/admin", tags=["admin: driver links"])

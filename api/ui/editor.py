@@ -22,7 +22,7 @@ from starlette.datastructures import UploadFile
 from api.ui.common import AdminSession, ContextDep, CsrfChecked, logged_in_admin, render
 from api.ui.diagram import phases_label, render_svg
 from ems import sites
-from ems.context import EmsContext
+from ems.core.context import EmsContext
 from grid_models.site import PHASES
 from grid_models.validation import Problem, SiteValidationError
 

@@ -18,8 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import selectinload
 
-from ems.context import EmsContext
-from ems.events import LocationChanged
+from ems.core.context import EmsContext
+from ems.core.events import LocationChanged
 from ems.ocpi.datetimes import format_ocpi_datetime
 from ems.ocpi.errors import OcpiError
 from ems.ocpi.partners import Caller

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ems.context import EmsContext
+from ems.core.context import EmsContext
 from ems.ocpi.client import OcpiClient, Party
 from ems.ocpi.errors import OcpiClientError, OcpiError
 from ems.ocpi.status import OcpiStatus

@@ -15,8 +15,8 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from ems.context import EmsContext
-from ems.events import ChargingProfileOutcome
+from ems.core.context import EmsContext
+from ems.core.events import ChargingProfileOutcome
 from ems.ocpi.errors import OcpiClientError, OcpiError
 from ems.ocpi.partners import OCPI_VERSION, Caller, partner_client
 from ems.ocpi.schemas import (

@@ -17,8 +17,8 @@ from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import selectinload
 
-from ems.context import EmsContext
-from ems.events import PreferencesChanged, SessionChange, SessionEvent, SessionKey
+from ems.core.context import EmsContext
+from ems.core.events import PreferencesChanged, SessionChange, SessionEvent, SessionKey
 from ems.ocpi.datetimes import format_ocpi_datetime
 from ems.ocpi.errors import OcpiError
 from ems.ocpi.partners import Caller

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from ems.context import EmsContext
+from ems.core.context import EmsContext
 from ems.ocpi.datetimes import format_ocpi_datetime
 from ems.ocpi.errors import OcpiClientError, OcpiError
 from ems.ocpi.locations import put_location

@@ -37,21 +37,21 @@ import scipy.sparse as sp
 from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.orm import Session as DbSession
 
-from ems.clock import ManualClock
-from ems.config import Settings
-from ems.context import EmsContext
-from ems.dispatch import Dispatcher
-from ems.driver import DriverPreferences, save_preferences
+from ems.core.clock import ManualClock
+from ems.core.config import Settings
+from ems.core.context import EmsContext
+from ems.dispatch.outbox import Dispatcher
+from ems.drivers.view import DriverPreferences, save_preferences
 from ems.ocpi.datetimes import parse_ocpi_datetime
 from ems.ocpi.partners import Caller, PartnerStatus
 from ems.ocpi.profiles import ProfileCallOutcome
 from ems.ocpi.schemas import ChargingPreferences, Session, SessionPatch
 from ems.ocpi.sessions import patch_sessions, put_charging_preferences, put_session
 from ems.ocpi.tokens import new_token, token_digest
-from ems.planner import Planner, PlannerSettings, solve_options
+from ems.planning.planner import Planner, PlannerSettings, solve_options
 from ems.replay.log import LoggedSession
-from ems.series import Series, StepSeries, resample
 from ems.sites import import_site
+from ems.sites.series import Series, StepSeries, resample
 from ems.store.db import transaction
 from ems.store.models import ChargingSession, Partner, ProfileRequest
 from grid_models.electrical import session_max_power_kw

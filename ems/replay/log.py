@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ems.series import SeriesError, format_number, parse_timestamp
+from ems.sites.series import SeriesError, format_number, parse_timestamp
 
 CSV_COLUMNS = (
     "session_id",

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Float, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ems.store.models import Base, utcnow
+from ems.store.base import Base, utcnow
 
 
 class SessionNeed(Base):
@@ -28,7 +28,7 @@ class SessionNeed(Base):
     energy_needed_kwh: Mapped[float] = mapped_column(Float)
     """Still to deliver from `estimated_at` on, by the estimate."""
     energy_extra_kwh: Mapped[float] = mapped_column(Float, server_default="0")
-    """What the plan offered it beyond its planned need from PV surplus only (`ems.needs`)."""
+    """What the plan offered it beyond its planned need from PV surplus only (`ems.planning.needs`)."""
     energy_source: Mapped[str] = mapped_column(String(16))
     departure: Mapped[datetime]
     departure_source: Mapped[str] = mapped_column(String(16))

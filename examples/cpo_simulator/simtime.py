@@ -1,6 +1,6 @@
 """Simulated time for asyncio tasks: the shared `ScaledClock` plus sleeping in simulated seconds.
 
-`ems.clock.ScaledClock` is what the EMS uses with the same start, speed and real start, so both
+`ems.core.clock.ScaledClock` is what the EMS uses with the same start, speed and real start, so both
 processes agree on `now`; this adds what the asyncio side needs: sleep until a simulated instant,
 waking early when something (a new charging profile) changes the plan.
 """
@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from datetime import datetime
 
-from ems.clock import Clock
+from ems.core.clock import Clock
 
 
 class SimClock:

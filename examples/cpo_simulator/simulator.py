@@ -27,7 +27,7 @@ import httpx
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
-from ems.clock import ScaledClock
+from ems.core.clock import ScaledClock
 from grid_models import Site, load_site
 
 from .arrivals import Arrival, Schedule, read_session_log, schedule, shift_to_day

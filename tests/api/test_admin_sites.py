@@ -12,8 +12,8 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from ems.config import Settings
-from ems.events import DomainEvent, SiteChanged
+from ems.core.config import Settings
+from ems.core.events import DomainEvent, SiteChanged
 from ems.store.models import Site as SiteRow
 from ems.store.models import SiteVersion
 from grid_models.sitefile import site_json_schema

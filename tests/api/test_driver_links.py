@@ -13,14 +13,14 @@ import pytest
 from sqlalchemy import func, select
 
 from api.app import create_app
-from ems import driver_links
-from ems.config import Settings
-from ems.context import EmsContext
-from ems.events import DomainEvent, PreferencesChanged
-from ems.forecasts import import_series
-from ems.planner import Planner
-from ems.series import parse_series
+from ems.core.config import Settings
+from ems.core.context import EmsContext
+from ems.core.events import DomainEvent, PreferencesChanged
+from ems.drivers import links as driver_links
+from ems.planning.planner import Planner
 from ems.sites import import_site
+from ems.sites.forecasts import import_series
+from ems.sites.series import parse_series
 from ems.store.models import AppSecret, ChargingPreference
 from tests.conftest import ADMIN_TOKEN, RunningEms
 from tests.support.ocpi_objects import session

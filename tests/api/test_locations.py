@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from ems.events import DomainEvent, LocationChanged
+from ems.core.events import DomainEvent, LocationChanged
 from tests.conftest import RunningEms
 from tests.support.ocpi_objects import connector, evse, location
 

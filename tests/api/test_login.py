@@ -13,13 +13,13 @@ import pytest
 from typer.testing import CliRunner
 
 from api.ui import auth
-from ems import driver_links
-from ems.config import Settings, get_settings
-from ems.context import EmsContext
+from ems.admin.users import UserError, authenticate, create_user, hash_password, verify_password
+from ems.core.config import Settings, get_settings
+from ems.core.context import EmsContext
+from ems.drivers import links as driver_links
 from ems.sites import list_sites
 from ems.store.db import transaction
 from ems.store.models import ChargingSession
-from ems.users import UserError, authenticate, create_user, hash_password, verify_password
 from tests.conftest import RunningEms, add_registered_partner
 
 PASSWORD = "correct horse battery"
@@ -163,7 +163,7 @@ def database_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
 
 
 def test_ems_admin_create_user_then_log_in(database_url: str) -> None:
-    from ems.cli import app
+    from ems.cli.main import app
 
     runner = CliRunner()
     made = runner.invoke(app, ["admin", "create-user", "carol", "--password", PASSWORD])
@@ -187,7 +187,7 @@ def test_ems_admin_create_user_then_log_in(database_url: str) -> None:
 
 
 def test_ems_driver_link_mints_a_working_link(database_url: str) -> None:
-    from ems.cli import app
+    from ems.cli.main import app
 
     runner = CliRunner()
     unknown = runner.invoke(app, ["driver", "link", "41"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import func, select
 
-from ems.events import DomainEvent, SessionChange, SessionEvent
+from ems.core.events import DomainEvent, SessionChange, SessionEvent
 from ems.store.models import ChargingPeriod, ChargingSession
 from tests.conftest import RunningEms
 from tests.support.ocpi_objects import charging_period, session

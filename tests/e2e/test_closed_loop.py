@@ -21,8 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from ems import sites
-from ems.config import Settings
-from ems.context import EmsContext
+from ems.core.config import Settings
+from ems.core.context import EmsContext
 from ems.ocpi.datetimes import parse_ocpi_datetime
 from ems.ocpi.partners import invite
 from ems.store.models import ChargingSession, ProfileRequest

@@ -17,8 +17,8 @@ from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy import func, select
 
 from ems import sites
-from ems.config import Settings
-from ems.context import EmsContext
+from ems.core.config import Settings
+from ems.core.context import EmsContext
 from ems.store.planning import PlanRecord, ProfileOutbox
 from tests.conftest import add_registered_partner, auth
 from tests.support.ocpi_objects import session

@@ -23,8 +23,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from ems.config import Settings
-from ems.context import EmsContext
+from ems.core.config import Settings
+from ems.core.context import EmsContext
 from ems.ocpi import profiles
 from ems.store.models import ActiveProfileReport, ChargingSession, Location, ProfileRequest
 from tests.support.servers import REPO, ProcessServer, free_port, wait_for

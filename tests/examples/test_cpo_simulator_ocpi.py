@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ems.clock import ManualClock
+from ems.core.clock import ManualClock
 from examples.cpo_simulator.cpo import CpoBackend
 from examples.cpo_simulator.ocpi_app import make_app
 from examples.cpo_simulator.simtime import SimClock

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ems.clock import ManualClock
+from ems.core.clock import ManualClock
 from ems.ocpi.schemas import ChargingProfile
 from examples.cpo_simulator.central_system import CentralSystem, ChargePointLink
 from examples.cpo_simulator.chargepoint import SimulatedChargePoint, Vehicle

@@ -12,8 +12,8 @@ import time
 
 from sqlalchemy import select
 
-from ems.config import Settings
-from ems.context import EmsContext
+from ems.core.config import Settings
+from ems.core.context import EmsContext
 from ems.ocpi import profiles
 from ems.store.models import ChargingSession, ProfileRequest
 

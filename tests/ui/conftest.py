@@ -16,10 +16,10 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 
 from api.app import create_app
 from api.ui import auth
-from ems.config import Settings
-from ems.context import EmsContext
-from ems.planner import Planner, PlannerSettings
-from ems.users import create_user
+from ems.admin.users import create_user
+from ems.core.config import Settings
+from ems.core.context import EmsContext
+from ems.planning.planner import Planner, PlannerSettings
 from tests.support.servers import ThreadedServer, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")

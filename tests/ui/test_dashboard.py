@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.sync_api import Page, expect
 
-from ems.driver import DriverPreferences, save_preferences
+from ems.drivers.view import DriverPreferences, save_preferences
 from ems.sites import import_site
 from tests.ui.conftest import LiveEms, log_in, office_site, screenshot
 from tests.ui.test_driver_widget import push_session
@@ -32,7 +32,7 @@ def test_the_dashboard_shows_the_live_site(live: LiveEms, desktop: Page) -> None
     row = desktop.get_by_test_id("session-s1")
     expect(row).to_contain_text("28.5 kWh")  # the declared 30 kWh, 1.5 of it delivered
     expect(row).to_contain_text("declared")
-    # what 2 h at the 1.84 kW it is sure of cover may come later, from PV only (`ems.needs`)
+    # what 2 h at the 1.84 kW it is sure of cover may come later, from PV only (`ems.planning.needs`)
     expect(row).to_contain_text("+ 3.7 kWh PV only")
     expect(desktop.get_by_test_id("plans")).to_contain_text("preferences")
     expect(desktop.get_by_test_id("partners")).to_contain_text("REGISTERED")

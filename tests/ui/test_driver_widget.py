@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
-from ems import driver_links
+from ems.drivers import links as driver_links
 from ems.sites import import_site
 from ems.store.models import ChargingPreference, ChargingSession
 from tests.conftest import add_registered_partner, auth

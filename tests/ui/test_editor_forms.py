@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from api.ui import auth
+from ems.admin.users import create_user
 from ems.sites import get_site, import_site, list_sites
-from ems.users import create_user
 from tests.conftest import RunningEms
 from tests.support.ocpi_objects import evse, location
 from tests.ui.conftest import office_site

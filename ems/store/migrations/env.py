@@ -5,8 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+from ems.store import models, planning  # noqa: F401  (every table module, so each table is on the metadata)
+from ems.store.base import Base
 from ems.store.db import make_engine
-from ems.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import ems.store.models
+import ems.store.base
 ${imports if imports else ""}
 
 revision: str = ${repr(up_revision)}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ems.cli_replay import app
+from ems.cli.replay import app
 from ems.replay.log import read_session_log
 from tests.ems.replay.helpers import SITE_FILE, month_inputs
 

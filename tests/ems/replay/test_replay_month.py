@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ems.cli_replay import app
+from ems.cli.replay import app
 from ems.replay.engine import ReplayConfig, replay
 from ems.replay.log import LoggedSession
 from ems.replay.report import result_kpis
-from ems.series import read_series
+from ems.sites.series import read_series
 from tests.ems.replay.helpers import SITE_FILE, logged, month_inputs, office_site, read_csv
 
 FIRST_DAY = date(2026, 6, 1)
@@ -176,7 +176,7 @@ def test_single_phase_cars_on_three_phase_connectors(
     told: Told,
 ) -> None:
     """Until its first meter values the EMS cannot know such a car draws on one phase; a full
-    car found full (`ems.needs`) and the need planned by the departure we are sure of leave it
+    car found full (`ems.planning.needs`) and the need planned by the departure we are sure of leave it
     the time to catch up."""
     sessions, _, result, _ = told
     delivered = dict(zip((s.session_id for s in result.sessions), result.delivered_kwh(), strict=True))

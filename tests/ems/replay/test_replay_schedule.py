@@ -10,7 +10,7 @@ import pytest
 
 from ems.replay.engine import ReplayConfig, replay
 from ems.replay.log import LoggedSession
-from ems.series import read_series
+from ems.sites.series import read_series
 from tests.ems.replay.helpers import EXAMPLE_SERIES, office_site
 
 PARIS = ZoneInfo("Europe/Paris")

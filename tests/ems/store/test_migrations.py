@@ -7,12 +7,12 @@ from pathlib import Path
 from alembic import command
 from sqlalchemy import select
 
-from ems.config import Settings
-from ems.context import EmsContext
-from ems.needs import load_stored_inputs
+from ems.core.config import Settings
+from ems.core.context import EmsContext
 from ems.ocpi.partners import Caller
 from ems.ocpi.schemas import Session
 from ems.ocpi.sessions import put_session
+from ems.planning.needs import load_stored_inputs
 from ems.store.migrate import alembic_config, upgrade
 from ems.store.models import ChargingSession, Partner
 from tests.conftest import add_registered_partner

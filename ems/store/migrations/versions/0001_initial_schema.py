@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import ems.store.models
+import ems.store.base
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -39,9 +39,9 @@ def upgrade() -> None:
         sa.Column("token_outgoing", sa.String(length=64), nullable=True),
         sa.Column("token_encoding", sa.String(length=8), nullable=False),
         sa.Column("meter_id_preferences", sa.Boolean(), nullable=False),
-        sa.Column("last_sync_at", ems.store.models.UtcDateTime(), nullable=True),
-        sa.Column("created_at", ems.store.models.UtcDateTime(), nullable=False),
-        sa.Column("updated_at", ems.store.models.UtcDateTime(), nullable=False),
+        sa.Column("last_sync_at", ems.store.base.UtcDateTime(), nullable=True),
+        sa.Column("created_at", ems.store.base.UtcDateTime(), nullable=False),
+        sa.Column("updated_at", ems.store.base.UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_partner")),
     )
     with op.batch_alter_table("partner", schema=None) as batch_op:
@@ -57,8 +57,8 @@ def upgrade() -> None:
         sa.Column("country_code", sa.String(length=2), nullable=False),
         sa.Column("party_id", sa.String(length=3), nullable=False),
         sa.Column("session_id", sa.String(length=36), nullable=False),
-        sa.Column("start_date_time", ems.store.models.UtcDateTime(), nullable=False),
-        sa.Column("end_date_time", ems.store.models.UtcDateTime(), nullable=True),
+        sa.Column("start_date_time", ems.store.base.UtcDateTime(), nullable=False),
+        sa.Column("end_date_time", ems.store.base.UtcDateTime(), nullable=True),
         sa.Column("kwh", sa.Float(), nullable=False),
         sa.Column("cdr_token", sa.JSON(), nullable=False),
         sa.Column("auth_method", sa.String(length=16), nullable=False),
@@ -70,10 +70,10 @@ def upgrade() -> None:
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("total_cost", sa.JSON(), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("last_updated", ems.store.models.UtcDateTime(), nullable=False),
+        sa.Column("last_updated", ems.store.base.UtcDateTime(), nullable=False),
         sa.Column("extra", sa.JSON(), nullable=False),
         sa.Column("stale", sa.Boolean(), nullable=False),
-        sa.Column("received_at", ems.store.models.UtcDateTime(), nullable=False),
+        sa.Column("received_at", ems.store.base.UtcDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["partner_id"],
             ["partner.id"],
@@ -101,7 +101,7 @@ def upgrade() -> None:
         sa.Column("location_id", sa.String(length=36), nullable=False),
         sa.Column("time_zone", sa.String(length=255), nullable=True),
         sa.Column("data", sa.JSON(), nullable=False),
-        sa.Column("last_updated", ems.store.models.UtcDateTime(), nullable=False),
+        sa.Column("last_updated", ems.store.base.UtcDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["partner_id"], ["partner.id"], name=op.f("fk_location_partner_id_partner"), ondelete="CASCADE"
         ),
@@ -121,9 +121,9 @@ def upgrade() -> None:
         sa.Column("session_pk", sa.Integer(), nullable=True),
         sa.Column("session_id", sa.String(length=36), nullable=False),
         sa.Column("source", sa.String(length=8), nullable=False),
-        sa.Column("start_date_time", ems.store.models.UtcDateTime(), nullable=False),
+        sa.Column("start_date_time", ems.store.base.UtcDateTime(), nullable=False),
         sa.Column("charging_profile", sa.JSON(), nullable=False),
-        sa.Column("received_at", ems.store.models.UtcDateTime(), nullable=False),
+        sa.Column("received_at", ems.store.base.UtcDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["partner_id"],
             ["partner.id"],
@@ -146,7 +146,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("session_pk", sa.Integer(), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
-        sa.Column("start_date_time", ems.store.models.UtcDateTime(), nullable=False),
+        sa.Column("start_date_time", ems.store.base.UtcDateTime(), nullable=False),
         sa.Column("dimensions", sa.JSON(), nullable=False),
         sa.Column("tariff_id", sa.String(length=36), nullable=True),
         sa.ForeignKeyConstraint(
@@ -164,11 +164,11 @@ def upgrade() -> None:
         sa.Column("session_pk", sa.Integer(), nullable=False),
         sa.Column("source", sa.String(length=16), nullable=False),
         sa.Column("profile_type", sa.String(length=16), nullable=False),
-        sa.Column("departure_time", ems.store.models.UtcDateTime(), nullable=True),
+        sa.Column("departure_time", ems.store.base.UtcDateTime(), nullable=True),
         sa.Column("energy_need_kwh", sa.Float(), nullable=True),
         sa.Column("discharge_allowed", sa.Boolean(), nullable=True),
         sa.Column("soc_arrival_pct", sa.Float(), nullable=True),
-        sa.Column("received_at", ems.store.models.UtcDateTime(), nullable=False),
+        sa.Column("received_at", ems.store.base.UtcDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["session_pk"],
             ["charging_session.id"],
@@ -190,7 +190,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("capabilities", sa.JSON(), nullable=False),
         sa.Column("data", sa.JSON(), nullable=False),
-        sa.Column("last_updated", ems.store.models.UtcDateTime(), nullable=False),
+        sa.Column("last_updated", ems.store.base.UtcDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["location_pk"], ["location.id"], name=op.f("fk_evse_location_pk_location"), ondelete="CASCADE"
         ),
@@ -210,7 +210,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=8), nullable=False),
         sa.Column("charging_profile", sa.JSON(), nullable=True),
         sa.Column("duration_s", sa.Integer(), nullable=True),
-        sa.Column("sent_at", ems.store.models.UtcDateTime(), nullable=False),
+        sa.Column("sent_at", ems.store.base.UtcDateTime(), nullable=False),
         sa.Column("http_status", sa.Integer(), nullable=True),
         sa.Column("ocpi_status_code", sa.Integer(), nullable=True),
         sa.Column("response_result", sa.String(length=16), nullable=True),
@@ -218,7 +218,7 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("result", sa.String(length=16), nullable=True),
         sa.Column("result_body", sa.JSON(), nullable=True),
-        sa.Column("result_at", ems.store.models.UtcDateTime(), nullable=True),
+        sa.Column("result_at", ems.store.base.UtcDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["partner_id"],
             ["partner.id"],
@@ -249,7 +249,7 @@ def upgrade() -> None:
         sa.Column("max_amperage", sa.Integer(), nullable=False),
         sa.Column("max_electric_power", sa.Integer(), nullable=True),
         sa.Column("data", sa.JSON(), nullable=False),
-        sa.Column("last_updated", ems.store.models.UtcDateTime(), nullable=False),
+        sa.Column("last_updated", ems.store.base.UtcDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["evse_pk"], ["evse.id"], name=op.f("fk_connector_evse_pk_evse"), ondelete="CASCADE"
         ),

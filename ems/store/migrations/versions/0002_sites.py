@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import ems.store.models
+import ems.store.base
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -24,9 +24,9 @@ def upgrade() -> None:
         "site",
         sa.Column("id", sa.String(length=255), nullable=False),
         sa.Column("current_version", sa.Integer(), nullable=False),
-        sa.Column("created_at", ems.store.models.UtcDateTime(), nullable=False),
-        sa.Column("updated_at", ems.store.models.UtcDateTime(), nullable=False),
-        sa.Column("deleted_at", ems.store.models.UtcDateTime(), nullable=True),
+        sa.Column("created_at", ems.store.base.UtcDateTime(), nullable=False),
+        sa.Column("updated_at", ems.store.base.UtcDateTime(), nullable=False),
+        sa.Column("deleted_at", ems.store.base.UtcDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_site")),
     )
     op.create_table(
@@ -35,7 +35,7 @@ def upgrade() -> None:
         sa.Column("site_id", sa.String(length=255), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("data", sa.JSON(), nullable=False),
-        sa.Column("created_at", ems.store.models.UtcDateTime(), nullable=False),
+        sa.Column("created_at", ems.store.base.UtcDateTime(), nullable=False),
         sa.Column("comment", sa.Text(), nullable=True),
         sa.Column("author", sa.String(length=100), nullable=True),
         sa.ForeignKeyConstraint(

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import ems.store.models
+import ems.store.base
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -25,10 +25,10 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("site_id", sa.String(length=64), nullable=False),
         sa.Column("site_version", sa.Integer(), nullable=False),
-        sa.Column("created_at", ems.store.models.UtcDateTime(), nullable=False),
-        sa.Column("planned_for", ems.store.models.UtcDateTime(), nullable=False),
+        sa.Column("created_at", ems.store.base.UtcDateTime(), nullable=False),
+        sa.Column("planned_for", ems.store.base.UtcDateTime(), nullable=False),
         sa.Column("trigger", sa.String(length=32), nullable=False),
-        sa.Column("triggered_at", ems.store.models.UtcDateTime(), nullable=True),
+        sa.Column("triggered_at", ems.store.base.UtcDateTime(), nullable=True),
         sa.Column("inputs_digest", sa.String(length=64), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("method", sa.String(length=24), nullable=False),
@@ -48,11 +48,11 @@ def upgrade() -> None:
         "series_point",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("site_id", sa.String(length=64), nullable=False),
-        sa.Column("timestamp", ems.store.models.UtcDateTime(), nullable=False),
+        sa.Column("timestamp", ems.store.base.UtcDateTime(), nullable=False),
         sa.Column("pv_kw", sa.Float(), nullable=True),
         sa.Column("price_eur_per_kwh", sa.Float(), nullable=True),
         sa.Column("base_load_kw", sa.Float(), nullable=True),
-        sa.Column("imported_at", ems.store.models.UtcDateTime(), nullable=False),
+        sa.Column("imported_at", ems.store.base.UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_series_point")),
         sa.UniqueConstraint("site_id", "timestamp", name=op.f("uq_series_point_site_id_timestamp")),
     )
@@ -68,13 +68,13 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=8), nullable=False),
         sa.Column("charging_profile", sa.JSON(), nullable=True),
         sa.Column("state", sa.String(length=16), nullable=False),
-        sa.Column("created_at", ems.store.models.UtcDateTime(), nullable=False),
+        sa.Column("created_at", ems.store.base.UtcDateTime(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", ems.store.models.UtcDateTime(), nullable=False),
+        sa.Column("next_attempt_at", ems.store.base.UtcDateTime(), nullable=False),
         sa.Column("request_id", sa.String(length=36), nullable=True),
         sa.Column("last_answer", sa.String(length=24), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("sent_at", ems.store.models.UtcDateTime(), nullable=True),
+        sa.Column("sent_at", ems.store.base.UtcDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["partner_id"],
             ["partner.id"],
@@ -103,10 +103,10 @@ def upgrade() -> None:
         "session_need",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("session_pk", sa.Integer(), nullable=False),
-        sa.Column("estimated_at", ems.store.models.UtcDateTime(), nullable=False),
+        sa.Column("estimated_at", ems.store.base.UtcDateTime(), nullable=False),
         sa.Column("energy_needed_kwh", sa.Float(), nullable=False),
         sa.Column("energy_source", sa.String(length=16), nullable=False),
-        sa.Column("departure", ems.store.models.UtcDateTime(), nullable=False),
+        sa.Column("departure", ems.store.base.UtcDateTime(), nullable=False),
         sa.Column("departure_source", sa.String(length=16), nullable=False),
         sa.Column("max_power_kw", sa.Float(), nullable=True),
         sa.Column("max_power_source", sa.String(length=16), nullable=False),

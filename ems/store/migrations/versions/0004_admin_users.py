@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import ems.store.models
+import ems.store.base
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -25,8 +25,8 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("username", sa.String(length=64), nullable=False),
         sa.Column("password_hash", sa.String(length=255), nullable=False),
-        sa.Column("created_at", ems.store.models.UtcDateTime(), nullable=False),
-        sa.Column("last_login_at", ems.store.models.UtcDateTime(), nullable=True),
+        sa.Column("created_at", ems.store.base.UtcDateTime(), nullable=False),
+        sa.Column("last_login_at", ems.store.base.UtcDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_admin_user")),
         sa.UniqueConstraint("username", name=op.f("uq_admin_user_username")),
     )
@@ -34,7 +34,7 @@ def upgrade() -> None:
         "app_secret",
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("value", sa.String(length=255), nullable=False),
-        sa.Column("created_at", ems.store.models.UtcDateTime(), nullable=False),
+        sa.Column("created_at", ems.store.base.UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_app_secret")),
     )
     # ### end Alembic commands ###

@@ -1,0 +1,1 @@
+"""The operator's side: administrator accounts and what the site dashboard shows."""

@@ -1,0 +1,57 @@
+"""The running EMS: settings, database, event bus and outgoing HTTP, built once and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import httpx
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from ems.core.clock import Clock, RealClock
+from ems.core.config import Settings
+from ems.core.events import EventBus
+from ems.store.db import make_engine, make_session_factory
+from ems.store.migrate import upgrade
+
+
+@dataclass
+class EmsContext:
+    settings: Settings
+    engine: Engine
+    db: sessionmaker[Session]
+    clock: Clock = field(default_factory=RealClock)
+    bus: EventBus = field(default_factory=EventBus)
+    transport: httpx.BaseTransport | None = None
+    """Outgoing HTTP transport; None means the network (tests may plug a loopback app in)."""
+
+    @classmethod
+    def create(cls, settings: Settings, *, migrate: bool = True) -> EmsContext:
+        engine = make_engine(settings.database_url, settings.sqlite_synchronous)
+        if migrate:
+            upgrade(engine)
+        return cls(
+            settings=settings, engine=engine, db=make_session_factory(engine), clock=settings.make_clock()
+        )
+
+    _shared_http: httpx.Client | None = field(default=None, init=False, repr=False)
+
+    def http_client(self) -> httpx.Client:
+        """A client of its own, for occasional calls (registration, pulls); close it after use."""
+        return httpx.Client(timeout=self.settings.http_timeout_s, transport=self.transport)
+
+    @property
+    def http(self) -> httpx.Client:
+        """One pooled, thread-safe client for the hot path (profiles): connections are reused."""
+        if self._shared_http is None:
+            self._shared_http = httpx.Client(
+                timeout=self.settings.http_timeout_s,
+                transport=self.transport,
+                limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+            )
+        return self._shared_http
+
+    def close(self) -> None:
+        if self._shared_http is not None:
+            self._shared_http.close()
+        self.engine.dispose()

@@ -1,0 +1,131 @@
+"""What the planner reads of a session from the store: preferences, periods, profiles, history."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pytest import MonkeyPatch
+from sqlalchemy import select
+
+from ems.core.config import Settings
+from ems.core.context import EmsContext
+from ems.ocpi.partners import Caller
+from ems.ocpi.schemas import ChargingPreferences, Session, SessionPatch
+from ems.ocpi.sessions import patch_session, put_charging_preferences, put_session
+from ems.planning import needs
+from ems.planning.needs import Preference, load_stored_inputs
+from ems.store.db import transaction
+from ems.store.models import ChargingPreference, ChargingSession, Partner
+from tests.conftest import add_registered_partner
+from tests.support.ocpi_objects import charging_period, session
+
+
+def test_history_preferences_and_meter_id(tmp_path: Path) -> None:
+    ctx = EmsContext.create(Settings(database_url=f"sqlite:///{tmp_path / 'n.db'}"))
+    add_registered_partner(ctx)
+    with transaction(ctx.db) as db:
+        partner = db.get(Partner, 1)
+        assert partner is not None
+        partner.meter_id_preferences = True
+        caller = Caller.of(partner, with_token_a=False)
+    day = datetime(2026, 6, 1, 8, tzinfo=UTC)
+
+    def push(
+        sid: str, start: datetime, status: str, kwh: float, powers: list[float], **extra: object
+    ) -> None:
+        periods = [
+            charging_period((start + timedelta(minutes=15 * i)).strftime("%Y-%m-%dT%H:%M:%SZ"), p / 4)
+            | {"dimensions": [{"type": "POWER", "volume": p}]}
+            for i, p in enumerate(powers)
+        ]
+        stamp = start.strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = session(sid, status=status, kwh=kwh, start_date_time=stamp, last_updated=stamp, **extra)
+        if status == "COMPLETED":
+            body["end_date_time"] = (start + timedelta(hours=9)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body["charging_periods"] = periods
+        put_session(ctx, caller, "NL", "CPO", sid, Session.model_validate(body))
+
+    # Two past days of the same token: the first charged until the battery was full.
+    push("d1", day - timedelta(days=2), "COMPLETED", 20.0, [7.0, 7.0, 0.0])
+    push("d2", day - timedelta(days=1), "COMPLETED", 12.0, [7.0, 7.0, 7.0])
+    with transaction(ctx.db) as db:
+        d1 = db.scalars(select(ChargingSession.id).where(ChargingSession.session_id == "d1")).one()
+        db.add(
+            ChargingPreference(session_pk=d1, source="driver", profile_type="REGULAR", soc_arrival_pct=50.0)
+        )
+    push("today", day, "ACTIVE", 1.0, [7.0], meter_id="departure=2026-06-01T17:00:00Z;energy_kwh=18")
+    push("other", day, "ACTIVE", 0.0, [], evse_uid="FR*INE*E0002")
+    put_charging_preferences(
+        ctx,
+        caller,
+        "NL",
+        "CPO",
+        "other",
+        ChargingPreferences.model_validate({"profile_type": "GREEN", "energy_need": 9}),
+        now=day,
+    )
+
+    with ctx.db() as db:
+        rows = list(db.scalars(select(ChargingSession).where(ChargingSession.status == "ACTIVE")))
+        stored = load_stored_inputs(db, rows)
+    by_id = {row.session_id: row.id for row in rows}
+    today, other = by_id["today"], by_id["other"]
+
+    assert stored.preferences[today] == Preference(
+        departure=datetime(2026, 6, 1, 17, tzinfo=UTC), energy_need_kwh=18.0
+    )
+    assert stored.preferences[other].energy_need_kwh == 9.0
+    assert len(stored.periods[today]) == 1 and stored.periods[other] == []
+    history = stored.history[today]
+    assert [h.energy_kwh for h in history] == [12.0, 20.0]
+    assert [h.stopped_full for h in history] == [False, True]
+    assert history[1].soc_arrival_pct == 50.0
+    ctx.close()
+
+
+def test_history_is_each_tokens_latest_completed_sessions(tmp_path: Path, monkeypatch: MonkeyPatch) -> None:
+    """Only that token's, only completed, latest first, at most HISTORY_SESSIONS; read in
+    several statements when many tokens plug in at once; a PATCH moving a session to another
+    token moves it to that token's history."""
+    monkeypatch.setattr(needs, "HISTORY_TOKENS_PER_STATEMENT", 3)  # 3 tokens (padded to 4), then 2
+    ctx = EmsContext.create(Settings(database_url=f"sqlite:///{tmp_path / 'h.db'}"))
+    add_registered_partner(ctx)
+    with ctx.db() as db:
+        partner = db.get(Partner, 1)
+        assert partner is not None
+        caller = Caller.of(partner, with_token_a=False)
+    day = datetime(2026, 6, 1, 8, tzinfo=UTC)
+
+    def push(sid: str, uid: str, start: datetime, status: str, kwh: float) -> None:
+        stamp = start.strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = session(sid, status=status, kwh=kwh, start_date_time=stamp, last_updated=stamp)
+        body["cdr_token"] = body["cdr_token"] | {"uid": uid}
+        if status == "COMPLETED":
+            body["end_date_time"] = (start + timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        put_session(ctx, caller, "NL", "CPO", sid, Session.model_validate(body))
+
+    days_of_a = needs.HISTORY_SESSIONS + 3
+    for i in range(days_of_a):  # kWh tell the days apart: 1 the oldest, days_of_a the latest
+        push(f"a{i}", "A", day - timedelta(days=days_of_a - i), "COMPLETED", float(i + 1))
+    push("b-old", "B", day - timedelta(days=40), "COMPLETED", 100.0)
+    push("b-late", "B", day - timedelta(hours=30), "COMPLETED", 101.0)
+    push("b-void", "B", day - timedelta(hours=20), "INVALID", 102.0)
+    push("moved", "C", day - timedelta(hours=10), "COMPLETED", 200.0)
+    patch = {"cdr_token": session()["cdr_token"] | {"uid": "D"}, "last_updated": "2026-06-01T07:00:00Z"}
+    patch_session(ctx, caller, "NL", "CPO", "moved", SessionPatch.model_validate(patch))
+    for uid in "ABCDE":
+        push(f"now-{uid}", uid, day, "ACTIVE", 0.0)
+
+    with ctx.db() as db:
+        rows = list(db.scalars(select(ChargingSession).where(ChargingSession.status == "ACTIVE")))
+        stored = load_stored_inputs(db, rows)
+    kwh = {row.token_uid: [h.energy_kwh for h in stored.history[row.id]] for row in rows}
+    assert kwh == {
+        "A": [float(i) for i in range(days_of_a, days_of_a - needs.HISTORY_SESSIONS, -1)],
+        "B": [101.0, 100.0],
+        "C": [],
+        "D": [200.0],
+        "E": [],
+    }
+    ctx.close()
