@@ -17,12 +17,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import httpx
+import typer
 
 from ems import sites
 from ems.admin.users import create_user
+from ems.cli.common import fail
 from ems.core.config import Settings
 from ems.core.context import EmsContext
 from ems.ocpi.partners import invite
@@ -182,3 +185,30 @@ def run_demo(options: DemoOptions) -> int:
         return 0
     finally:
         stop()
+
+
+def demo_command(
+    host: Annotated[str, typer.Option(help="Address of the EMS.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the EMS.")] = 8000,
+    speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")] = 60.0,
+    database: Annotated[str, typer.Option(help="SQLite file, made afresh.")] = "ems-demo.db",
+    cpo_port: Annotated[int, typer.Option(help="Port of the simulated CPO's OCPI back-end.")] = 9001,
+    ocpp_port: Annotated[int, typer.Option(help="Port of its OCPP central system.")] = 9002,
+) -> None:
+    """The EMS with a simulated CPO and OCPP charge points on the office sample site, in fast time."""
+    if speed <= 0:
+        fail(f"--speed {speed}: must be positive")
+    try:
+        code = run_demo(
+            DemoOptions(
+                host=host,
+                port=port,
+                speed=speed,
+                database=Path(database),
+                cpo_port=cpo_port,
+                ocpp_port=ocpp_port,
+            )
+        )
+    except (FileNotFoundError, RuntimeError) as exc:
+        fail(str(exc))
+    raise typer.Exit(code=code)
