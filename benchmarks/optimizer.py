@@ -109,7 +109,7 @@ def scenario(n: int, min_current: bool = False) -> Problem:
 
 
 def bare_highs_ms(problem: Problem) -> float:
-    """The first-stage LP (least unmet energy) of `problem`, as the matrices `optimizer.lp`
+    """The first-stage LP (least unmet energy) of `problem`, as the matrices `optimizer.lp_model`
     builds, solved from scratch by a fresh `highspy.Highs` with default options."""
     n = problem.n_steps()
     limits = session_limits(problem, n)

@@ -1,7 +1,7 @@
 """The reference formulation of the charging LP in Pyomo, solved by HiGHS through Pyomo's
 persistent HiGHS interface (`pyomo.contrib.solver`).
 
-`optimizer.lp` builds the same LP as sparse matrices for speed; the tests solve both and
+`optimizer.lp_model` builds the same LP as sparse matrices for speed; the tests solve both and
 compare every stage optimum, so this file is the readable statement of the maths.
 
 Sets
