@@ -6,16 +6,14 @@ what a plan depends on trigger it: a session starting or stopping, a driver's pr
 location, the site's wiring, a forecast. Meter updates do not — they refresh the energy still
 needed at the next plan, and the schedule (every 15 min) re-plans every site anyway.
 
-A plan is made from a frozen snapshot (site version, active sessions with their needs,
-forecasts at `now` from the Clock), solved by the optimizer kept alive per site, and stored
-with a digest of its inputs. Sessions on EVSEs the site model does not place are planned on a
+A plan is made from a frozen snapshot (`ems.planning.snapshot`: site version, active sessions
+with their needs, forecasts at `now` from the Clock), solved by the optimizer kept alive per
+site, and stored with a digest of its inputs. Sessions on EVSEs the site model does not place are planned on a
 conservative stand-in connector (see `ems.sites.conservative_connector`) and flagged.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 import time
@@ -51,6 +49,7 @@ from ems.planning.needs import (
     load_stored_inputs,
     period_samples,
 )
+from ems.planning.snapshot import PlannedSession, Snapshot, next_window_end, site_defaults, solve_options
 from ems.sites.forecasts import SeriesSource, StoredSeriesSource
 from ems.store.base import utcnow
 from ems.store.db import transaction
@@ -58,8 +57,21 @@ from ems.store.models import ChargingSession, Partner
 from ems.store.planning import PlanRecord, SessionNeed
 from grid_models.electrical import session_max_power_kw
 from grid_models.site import Connector, Site
-from optimizer.problem import Plan, Problem, Session, SolveOptions
+from optimizer.problem import Plan, Problem, Session
 from optimizer.solve import PersistentPlanner, fallback_plan
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "UNPLACED_PRIORITY",
+    "PlannedSession",
+    "Planner",
+    "PlannerSettings",
+    "Snapshot",
+    "next_window_end",
+    "profile_to_ocpi",
+    "site_defaults",
+    "solve_options",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -100,94 +112,12 @@ class PlannerSettings:
     foresight's, delivered 99.0-99.2%) (`SolveOptions.mip_horizon_s`; None: all)."""
 
 
-@dataclass(frozen=True)
-class PlannedSession:
-    session_pk: int
-    session_id: str
-    connector: Connector
-    need: Need
-    unplaced_flags: tuple[str, ...] = ()
-    key: SessionKey | None = None
-    metered: bool = True
-    """Whether any charging period had arrived when this plan was made."""
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    site: Site
-    site_version: int
-    now: datetime
-    sessions: tuple[PlannedSession, ...]
-    problem: Problem
-
-    def digest(self) -> str:
-        payload = {
-            "site": self.site.id,
-            "version": self.site_version,
-            "now": self.now.isoformat(),
-            "sessions": [
-                [
-                    s.session_pk,
-                    s.connector.id,
-                    s.need.energy_needed_kwh,
-                    s.need.energy_extra_kwh,
-                    s.need.departure.isoformat(),
-                    s.need.max_power_kw,
-                    s.need.vehicle_phases,
-                ]
-                for s in self.sessions
-            ],
-            "pv": self.problem.pv_kw,
-            "base": self.problem.base_load_kw,
-            "price": self.problem.price_eur_per_kwh,
-            "objective": self.problem.objective,
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
 @dataclass
 class _Dirty:
     first_at: float
     last_at: float
     triggers: set[str] = field(default_factory=set)
     triggered_at: datetime | None = None
-
-
-def solve_options(
-    min_current: bool, horizon_s: int, mip_max_binaries: int | None, mip_horizon_s: int | None
-) -> SolveOptions:
-    """The optimizer's options of a plan (the optimizer's own default where
-    `mip_max_binaries` is None)."""
-    options = SolveOptions(min_current=min_current, horizon_cap_s=horizon_s, mip_horizon_s=mip_horizon_s)
-    return options if mip_max_binaries is None else replace(options, mip_max_binaries=mip_max_binaries)
-
-
-def next_window_end(snapshot: Snapshot) -> datetime | None:
-    """When the first car still owed energy reaches the end of its plan window.
-
-    A need's window ends at the departure we are sure of (`ems.planning.needs`), often before the car
-    leaves; the profile then falls to 0, and what the car still wants must be re-planned right
-    away, not at the next scheduled re-plan. A car found full takes PV only: it can wait.
-    """
-    ends = [
-        p.need.departure
-        for p in snapshot.sessions
-        if p.need.energy_source != "stopped_full"
-        and p.need.energy_needed_kwh + p.need.energy_extra_kwh > 0.0
-        and p.need.departure > snapshot.now
-    ]
-    return min(ends, default=None)
-
-
-def site_defaults(site: Site) -> SiteDefaults:
-    """`defaults` in the site file (optional): `energy_kwh`, `stay_s`, `target_soc_pct`."""
-    raw = site.extra.get("defaults") or {}
-    base = SiteDefaults()
-    return SiteDefaults(
-        energy_kwh=float(raw.get("energy_kwh", base.energy_kwh)),
-        stay=timedelta(seconds=float(raw.get("stay_s", base.stay.total_seconds()))),
-        target_soc_pct=float(raw.get("target_soc_pct", base.target_soc_pct)),
-    )
 
 
 def profile_to_ocpi(plan: Plan, session_id: str) -> dict[str, Any]:
