@@ -25,8 +25,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import numpy.typing as npt
 
-from ems.replay.engine import ReplayResult
 from ems.replay.kpis import KPI_KEYS, compute_kpis, protection_currents
+from ems.replay.result import ReplayResult
 
 FloatArray = npt.NDArray[np.float64]
 DAILY_AGGREGATE_AFTER_DAYS = 14

@@ -1,0 +1,109 @@
+"""The simulated cars: each logged session on its connector and on the step grid, with its true
+energy and power, checked for overlaps on a connector.
+
+Apart from the engine: the EMS-driven loop and the perfect-foresight run both start from these
+cars (`_placed_cars`) and draw their energy step by step; neither needs the other's machinery.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ems.replay.log import LoggedSession
+from ems.replay.result import ReplayError
+from ems.replay.series import replay_span
+from grid_models.electrical import session_max_power_kw
+from grid_models.site import Connector, Site
+
+ENERGY_EPS_KWH = 1e-9
+
+
+def drawn_phases(connector: Connector, vehicle_phases: int) -> int:
+    """How many grid phases a car draws on (formats §7)."""
+    if connector.power_type == "DC" or len(connector.phases) == 1 or vehicle_phases == 3:
+        return len(connector.phases)
+    return 1
+
+
+@dataclass
+class _Car:
+    """One simulated car: its truth, where it is, and what the CPO has not PATCHed yet."""
+
+    index: int
+    log: LoggedSession
+    connector: Connector
+    pmax_kw: float
+    phases_drawn: int
+    draw_start: int
+    draw_end: int
+    """Steps [draw_start, draw_end) it may draw in."""
+    remaining_kwh: float
+    pk: int | None = None
+    kwh: float = 0.0
+    patched_kwh: float = 0.0
+    open_start: datetime | None = None
+    open_power_kw: float = 0.0
+    open_energy_kwh: float = 0.0
+    closed: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _step_index(moment: datetime, start: datetime, step_s: int, up: bool) -> int:
+    x = (moment - start).total_seconds() / step_s
+    return math.ceil(x - 1e-9) if up else math.floor(x + 1e-9)
+
+
+def _cars(
+    site: Site, sessions: Sequence[LoggedSession], start: datetime, step_s: int
+) -> tuple[list[_Car], dict[str, str]]:
+    by_key = {(c.evse_uid, c.connector_id): c for c in site.connectors()}
+    cars: list[_Car] = []
+    placed: dict[str, str] = {}
+    for i, s in enumerate(sessions):
+        connector = by_key.get((s.evse_uid, s.connector_id))
+        if connector is None:
+            raise ReplayError(
+                f"session {s.session_id!r}: EVSE {s.evse_uid!r} connector {s.connector_id!r} is not on "
+                f"site {site.id!r}"
+            )
+        placed[s.session_id] = connector.id
+        cars.append(
+            _Car(
+                index=i,
+                log=s,
+                connector=connector,
+                pmax_kw=session_max_power_kw(site, connector, s.vehicle_phases, s.max_power_kw),
+                phases_drawn=drawn_phases(connector, s.vehicle_phases),
+                draw_start=_step_index(s.arrival, start, step_s, up=True),
+                draw_end=_step_index(s.departure, start, step_s, up=False),
+                remaining_kwh=s.energy_kwh,
+            )
+        )
+    return cars, placed
+
+
+def _placed_cars(
+    site: Site, sessions: Sequence[LoggedSession], step_s: int
+) -> tuple[datetime, int, list[_Car], dict[str, str]]:
+    """The replay's span (start, number of steps) and its cars on their connectors, checked
+    for overlaps: what every strategy starts from."""
+    start, n_steps = replay_span(sessions, ZoneInfo(site.timezone), step_s)
+    cars, placed = _cars(site, sessions, start, step_s)
+    _check_overlaps(cars)
+    return start, n_steps, cars, placed
+
+
+def _check_overlaps(cars: Sequence[_Car]) -> None:
+    last: dict[str, _Car] = {}
+    for car in sorted(cars, key=lambda c: c.log.arrival):
+        prev = last.get(car.connector.id)
+        if prev is not None and car.log.arrival < prev.log.departure:
+            raise ReplayError(
+                f"sessions {prev.log.session_id!r} and {car.log.session_id!r} overlap on connector "
+                f"{car.connector.id!r}"
+            )
+        last[car.connector.id] = car

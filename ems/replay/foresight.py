@@ -1,0 +1,129 @@
+"""The perfect-foresight bound: a replay that bypasses the EMS.
+
+One optimizer plan per local day knowing every session of the day (arrival, true energy, true
+departure) and the actual series, as the bound the EMS-driven strategies are measured against.
+Apart from the engine: it shares the cars, the series and the result with the EMS-driven loop,
+and nothing of the EMS.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from ems.planning.planner import solve_options
+from ems.replay.cars import ENERGY_EPS_KWH, _Car, _placed_cars
+from ems.replay.log import LoggedSession
+from ems.replay.result import Progress, ReplayConfig, ReplayResult, _result
+from ems.replay.series import actual_steps
+from ems.sites.series import Series
+from grid_models.site import Site
+from optimizer.problem import Problem
+from optimizer.problem import Session as OptSession
+from optimizer.strategies import perfect_foresight
+
+
+def _day_bounds(start: datetime, n_steps: int, step_s: int, zone: ZoneInfo) -> list[int]:
+    """Step indices where a local day starts (and the end)."""
+    bounds = [0]
+    for k in range(1, n_steps):
+        t = start + timedelta(seconds=k * step_s)
+        if t.astimezone(zone).date() != (t - timedelta(seconds=step_s)).astimezone(zone).date():
+            bounds.append(k)
+    bounds.append(n_steps)
+    return bounds
+
+
+def _replay_foresight(
+    site: Site,
+    sessions: Sequence[LoggedSession],
+    series: Series | None,
+    config: ReplayConfig,
+    progress: Progress | None,
+) -> ReplayResult:
+    """One plan per local day with the day's sessions known in advance; a connector used twice
+    in a day starts a new plan at the second arrival (a problem holds one session per connector),
+    with what is still plugged carried over at its remaining true energy."""
+    wall0 = time.perf_counter()
+    zone = ZoneInfo(site.timezone)
+    step_s = config.step_s
+    step_h = step_s / 3600.0
+    start, n_steps, cars, placed = _placed_cars(site, sessions, step_s)
+    actual = actual_steps(series, start, step_s, n_steps + config.horizon_s // step_s + 1)
+    power: dict[tuple[int, int], float] = {}  # (car, step): kW
+    plan_ms: list[float] = []
+    bounds = _day_bounds(start, n_steps, step_s, zone)
+    t = 0
+    day = 0
+    while t < n_steps:
+        while bounds[day + 1] <= t:
+            day += 1
+        day_end = bounds[day + 1]
+        candidates = sorted(
+            (
+                c
+                for c in cars
+                if c.draw_start < day_end
+                and c.draw_end > max(t, c.draw_start)
+                and c.remaining_kwh > ENERGY_EPS_KWH
+            ),
+            key=lambda c: (max(c.draw_start, t), c.index),
+        )
+        chunk_end = day_end
+        chosen: dict[str, _Car] = {}
+        for car in candidates:
+            if car.connector.id in chosen:
+                chunk_end = min(chunk_end, max(car.draw_start, t + 1))
+            else:
+                chosen[car.connector.id] = car
+        chosen_cars = [c for c in chosen.values() if c.draw_start < chunk_end]
+        if chosen_cars:
+            now = start + timedelta(seconds=t * step_s)
+            n_plan = max(c.draw_end for c in chosen_cars) - t + 1
+            problem = Problem(
+                site=site,
+                now=now,
+                sessions=tuple(
+                    OptSession(
+                        session_id=c.log.session_id,
+                        connector_id=c.connector.id,
+                        energy_needed_kwh=c.remaining_kwh,
+                        departure=start + timedelta(seconds=max(c.draw_end, t) * step_s),
+                        vehicle_phases=c.log.vehicle_phases,
+                        max_power_kw=c.pmax_kw,
+                        arrival=None
+                        if c.draw_start <= t
+                        else start + timedelta(seconds=c.draw_start * step_s),
+                    )
+                    for c in chosen_cars
+                ),
+                step_s=step_s,
+                pv_kw=actual.pv_kw[t : t + n_plan],
+                base_load_kw=actual.base_load_kw[t : t + n_plan],
+                price_eur_per_kwh=None
+                if actual.price_eur_per_kwh is None
+                else actual.price_eur_per_kwh[t : t + n_plan],
+                objective=config.objective,  # type: ignore[arg-type]
+                # one plan drawn whole, never re-planned: exact over all of it
+                options=solve_options(config.min_current, config.horizon_s, config.mip_max_binaries, None),
+            )
+            t_plan = time.perf_counter()
+            plan = perfect_foresight(problem)
+            plan_ms.append((time.perf_counter() - t_plan) * 1000.0)
+            for c in chosen_cars:
+                planned = plan.sessions[c.log.session_id].power_kw
+                for j, p_plan in enumerate(planned):
+                    k = t + j
+                    if k >= chunk_end:
+                        break
+                    if not c.draw_start <= k < c.draw_end:
+                        continue
+                    p = max(0.0, min(float(p_plan), c.pmax_kw, c.remaining_kwh / step_h))
+                    c.remaining_kwh = max(0.0, c.remaining_kwh - p * step_h)
+                    power[c.index, k] = p
+        if progress is not None:
+            progress(chunk_end - t)
+        t = chunk_end
+    return _result(config, site, start, n_steps, actual, sessions, placed, power, plan_ms, wall0)
