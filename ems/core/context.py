@@ -13,6 +13,7 @@ from ems.core.config import Settings
 from ems.core.events import EventBus
 from ems.store.db import make_engine, make_session_factory
 from ems.store.migrate import upgrade
+from ems.store.server_settings import PUBLIC_URL, read_server_setting
 
 
 @dataclass
@@ -28,11 +29,11 @@ class EmsContext:
     @classmethod
     def create(cls, settings: Settings, *, migrate: bool = True) -> EmsContext:
         engine = make_engine(settings.database_url, settings.sqlite_synchronous)
+        db = make_session_factory(engine)
         if migrate:
             upgrade(engine)
-        return cls(
-            settings=settings, engine=engine, db=make_session_factory(engine), clock=settings.make_clock()
-        )
+            settings = _with_served_public_url(settings, db)
+        return cls(settings=settings, engine=engine, db=db, clock=settings.make_clock())
 
     _shared_http: httpx.Client | None = field(default=None, init=False, repr=False)
 
@@ -55,3 +56,13 @@ class EmsContext:
         if self._shared_http is not None:
             self._shared_http.close()
         self.engine.dispose()
+
+
+def _with_served_public_url(settings: Settings, db: sessionmaker[Session]) -> Settings:
+    """Without `EMS_PUBLIC_URL`, the URL the last `ems serve` on this database advertises: a
+    command run beside the server (`ems partner invite`, driver links) names the server's address."""
+    if "public_url" in settings.model_fields_set:
+        return settings
+    with db() as session:
+        served = read_server_setting(session, PUBLIC_URL)
+    return settings if served is None else settings.model_copy(update={"public_url": served})

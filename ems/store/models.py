@@ -314,3 +314,15 @@ class AppSecret(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ServerSetting(Base):
+    """What a server started on this database publishes for the other commands on it: the public
+    URL it advertises, so `ems partner invite` run in another shell prints a versions URL that
+    reaches that server."""
+
+    __tablename__ = "server_setting"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(2048))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
