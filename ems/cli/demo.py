@@ -9,14 +9,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -106,7 +104,7 @@ def run_demo(options: DemoOptions) -> int:
     children: list[subprocess.Popen[bytes]] = []
     process_env = {**os.environ, **env}
 
-    def stop(_signum: int | None = None, _frame: FrameType | None = None) -> None:
+    def stop() -> None:
         for child in reversed(children):
             if child.poll() is None:
                 child.terminate()
@@ -116,11 +114,6 @@ def run_demo(options: DemoOptions) -> int:
             except subprocess.TimeoutExpired:
                 child.kill()
 
-    def terminate(signum: int, frame: FrameType | None) -> None:
-        stop(signum, frame)
-        sys.exit(0)
-
-    signal.signal(signal.SIGTERM, terminate)
     try:
         ems = subprocess.Popen(
             [
@@ -181,7 +174,7 @@ def run_demo(options: DemoOptions) -> int:
             time.sleep(0.5)
         failed = [child for child in children if child.poll() not in (None, 0)]
         return 1 if failed else 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # SIGINT or SIGTERM (`ems.cli.main.install_stop_handlers`)
         return 0
     finally:
         stop()

@@ -5,7 +5,9 @@ Each command group lives in its own module of `ems.cli`; this one only wires the
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 
 import typer
 
@@ -41,7 +43,23 @@ app.add_typer(cli_admin.admin_app, name="admin")
 app.add_typer(cli_admin.driver_app, name="driver")
 
 
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def install_stop_handlers() -> None:
+    """SIGINT and SIGTERM stop every command the same way, whatever dispositions it inherited.
+
+    A parent that ignores SIGINT (a background job, some CI runners) passes that on: Python then
+    installs no default handler and Ctrl-C would never stop a long-running command or its
+    children. Servers inside (uvicorn) take the signals over while they run, then re-raise them.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
+
+
 def main() -> None:
+    install_stop_handlers()
     try:
         app(standalone_mode=True)
     except KeyboardInterrupt:

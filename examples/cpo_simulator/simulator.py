@@ -237,7 +237,17 @@ async def run_simulator(
     simulator = Simulator(config)
     stop = stop or asyncio.Event()
     try:
-        await simulator.start(on_invitation=on_invitation)
+        # A stop while starting (waiting for the EMS to register, say) ends the start too.
+        starting = asyncio.create_task(simulator.start(on_invitation=on_invitation))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            return simulator
+        stopping.cancel()
+        starting.result()  # raises what stopped the start
         if on_ready is not None:
             on_ready(simulator)
         waiters: list[asyncio.Future[Any]] = [asyncio.create_task(stop.wait())]
