@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AdminDep, ContextDep, admin_user
 from ems.core.context import EmsContext
+from ems.core.json_types import Number
 from ems.sites import (
     Change,
     Placement,
@@ -274,9 +275,9 @@ class PlaceBody(BaseModel):
     protection: str | None = Field(default=None, min_length=1)
     site_connector_id: str | None = Field(default=None, min_length=1)
     phases: list[str] | None = None
-    max_current_a: float | None = None
-    min_current_a: float | None = None
-    max_power_kw: float | None = None
+    max_current_a: Number | None = None
+    min_current_a: Number | None = None
+    max_power_kw: Number | None = None
 
 
 @router.post("/sites/{site_id}/unplaced/{evse_uid}/{connector_id}/place", status_code=HTTPStatus.CREATED)

@@ -337,6 +337,9 @@ def test_unplaced_evses_are_proposed_and_disappear_once_placed(
     assert admin_client.post("/sites/public-carpark/unplaced/NL*CPO*E4/1/place").status_code == 404
     reply = admin_client.post("/sites/public-carpark/unplaced/NL*CPO*E3/1/place", json={"phases": "L1"})
     assert reply.status_code == 422
+    for wrong in ({"max_current_a": "16"}, {"min_current_a": True}):  # JSON types, not coerced
+        reply = admin_client.post("/sites/public-carpark/unplaced/NL*CPO*E3/1/place", json=wrong)
+        assert reply.status_code == 422 and next(iter(wrong)) in reply.text, reply.text
     assert len(admin_client.get("/sites/public-carpark/versions").json()) == versions
 
     assert admin_client.post("/sites/public-carpark/unplaced/NL*CPO*E3/1/place").status_code == 201

@@ -22,7 +22,8 @@ Policies (why they are what they are):
   stays distinguishable from "empty" (a Session PATCH without ``charging_periods`` leaves them
   untouched) and documents round-trip unchanged. Lists with cardinality ``+`` need one item.
 * DateTimes are :data:`~ems.ocpi.datetimes.OcpiDateTime` (lenient in, ``...Z`` out);
-  numbers are ``float`` (JSON number), integers ``int``.
+  numbers, integers and booleans are :mod:`ems.core.json_types`: their JSON type only (``"904"``
+  for a number is a 2001 naming the field, never 904.0); an integral number is an integer.
 * Enums are :class:`~enum.StrEnum` with the spec's exact values and reject unknown values,
   except ``ModuleID`` and ``VersionNumber``, where unknown values (custom modules, later
   versions in a partner's version list) are kept as plain strings.

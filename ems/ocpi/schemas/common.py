@@ -22,6 +22,7 @@ from pydantic import (
     model_serializer,
 )
 
+from ems.core.json_types import Integer, Number
 from ems.ocpi.datetimes import OcpiDateTime
 from ems.ocpi.status import OcpiStatus
 
@@ -63,9 +64,9 @@ Latitude = Annotated[str, StringConstraints(max_length=10, pattern=r"^-?[0-9]{1,
 Longitude = Annotated[str, StringConstraints(max_length=11, pattern=r"^-?[0-9]{1,3}\.[0-9]{5,7}$")]
 HourMinute = Annotated[str, StringConstraints(max_length=5, pattern=r"^([0-1][0-9]|2[0-3]):[0-5][0-9]$")]
 
-NonNegativeInt = Annotated[int, Field(ge=0)]
-NonNegativeFloat = Annotated[float, Field(ge=0)]
-ImageDimension = Annotated[int, Field(ge=0, le=99999)]
+NonNegativeInt = Annotated[Integer, Field(ge=0)]
+NonNegativeFloat = Annotated[Number, Field(ge=0)]
+ImageDimension = Annotated[Integer, Field(ge=0, le=99999)]
 """int(5): at most five digits."""
 
 
@@ -104,8 +105,8 @@ class DisplayText(OcpiModel):
 class Price(OcpiModel):
     """A price; ``incl_vat`` is absent when VAT is not known/applicable."""
 
-    excl_vat: float
-    incl_vat: float | None = None
+    excl_vat: Number
+    incl_vat: Number | None = None
 
 
 class TokenType(StrEnum):
@@ -171,7 +172,7 @@ class OcpiResponse(OcpiModel, Generic[DataT]):
     model_config = ConfigDict(extra="ignore")
 
     data: DataT | None = None
-    status_code: int
+    status_code: Integer
     status_message: str | None = None
     timestamp: OcpiDateTime = Field(default_factory=_utc_now)
 

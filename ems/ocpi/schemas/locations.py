@@ -11,6 +11,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from ems.core.json_types import Boolean, Integer, Number
 from ems.ocpi.datetimes import OcpiDateTime
 from ems.ocpi.schemas.common import (
     URL,
@@ -101,7 +102,7 @@ class Facility(StrEnum):
 class RegularHours(OcpiModel):
     """Weekly opening period; weekday 1 = Monday … 7 = Sunday, local time of the Location."""
 
-    weekday: Annotated[int, Field(ge=1, le=7)]
+    weekday: Annotated[Integer, Field(ge=1, le=7)]
     period_begin: HourMinute
     period_end: HourMinute
 
@@ -116,7 +117,7 @@ class ExceptionalPeriod(OcpiModel):
 class Hours(OcpiModel):
     """Opening times; ``regular_hours`` is required when not open 24/7."""
 
-    twentyfourseven: bool
+    twentyfourseven: Boolean
     regular_hours: list[RegularHours] | None = None
     exceptional_openings: list[ExceptionalPeriod] | None = None
     exceptional_closings: list[ExceptionalPeriod] | None = None
@@ -139,7 +140,7 @@ class EnergySource(OcpiModel):
     """Share of one source in the energy mix, %."""
 
     source: EnergySourceCategory
-    percentage: float
+    percentage: Number
 
 
 class EnvironmentalImpactCategory(StrEnum):
@@ -153,13 +154,13 @@ class EnvironmentalImpact(OcpiModel):
     """Impact per kWh, g/kWh."""
 
     category: EnvironmentalImpactCategory
-    amount: float
+    amount: Number
 
 
 class EnergyMix(OcpiModel):
     """Energy mix supplied at a Location."""
 
-    is_green_energy: bool
+    is_green_energy: Boolean
     energy_sources: list[EnergySource] | None = None
     environ_impact: list[EnvironmentalImpact] | None = None
     supplier_name: String64 | None = None
@@ -285,11 +286,11 @@ class Connector(OcpiModel):
     standard: ConnectorType
     format: ConnectorFormat
     power_type: PowerType
-    max_voltage: int
+    max_voltage: Integer
     """V."""
-    max_amperage: int
+    max_amperage: Integer
     """A (per phase)."""
-    max_electric_power: int | None = None
+    max_electric_power: Integer | None = None
     """W; set when lower than voltage × current × phases would suggest."""
     tariff_ids: list[CiString36] | None = None
     terms_and_conditions: URL | None = None
@@ -303,9 +304,9 @@ class ConnectorPatch(OcpiModel):
     standard: ConnectorType | None = None
     format: ConnectorFormat | None = None
     power_type: PowerType | None = None
-    max_voltage: int | None = None
-    max_amperage: int | None = None
-    max_electric_power: int | None = None
+    max_voltage: Integer | None = None
+    max_amperage: Integer | None = None
+    max_electric_power: Integer | None = None
     tariff_ids: list[CiString36] | None = None
     terms_and_conditions: URL | None = None
     last_updated: OcpiDateTime
@@ -353,7 +354,7 @@ class Location(OcpiModel):
     country_code: CiString2
     party_id: CiString3
     id: CiString36
-    publish: bool
+    publish: Boolean
     publish_allowed_to: list[PublishTokenType] | None = None
     name: String255 | None = None
     address: String45
@@ -373,7 +374,7 @@ class Location(OcpiModel):
     time_zone: String255
     """IANA zone, e.g. ``Europe/Brussels``."""
     opening_times: Hours | None = None
-    charging_when_closed: bool | None = None
+    charging_when_closed: Boolean | None = None
     """Absent means true."""
     images: list[Image] | None = None
     energy_mix: EnergyMix | None = None
@@ -386,7 +387,7 @@ class LocationPatch(OcpiModel):
     country_code: CiString2 | None = None
     party_id: CiString3 | None = None
     id: CiString36 | None = None
-    publish: bool | None = None
+    publish: Boolean | None = None
     publish_allowed_to: list[PublishTokenType] | None = None
     name: String255 | None = None
     address: String45 | None = None
@@ -405,7 +406,7 @@ class LocationPatch(OcpiModel):
     facilities: list[Facility] | None = None
     time_zone: String255 | None = None
     opening_times: Hours | None = None
-    charging_when_closed: bool | None = None
+    charging_when_closed: Boolean | None = None
     images: list[Image] | None = None
     energy_mix: EnergyMix | None = None
     last_updated: OcpiDateTime

@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
+from ems.core.json_types import Boolean, Number
 from ems.ocpi.datetimes import OcpiDateTime
 from ems.ocpi.schemas.common import (
     CiString2,
@@ -81,7 +82,7 @@ class CdrDimension(OcpiModel):
     """One measured quantity of a charging period."""
 
     type: CdrDimensionType
-    volume: float
+    volume: Number
 
 
 class ChargingPeriod(OcpiModel):
@@ -115,7 +116,7 @@ class Session(OcpiModel):
     id: CiString36
     start_date_time: OcpiDateTime
     end_date_time: OcpiDateTime | None = None
-    kwh: float
+    kwh: Number
     cdr_token: CdrToken
     auth_method: AuthMethod
     authorization_reference: CiString36 | None = None
@@ -141,7 +142,7 @@ class SessionPatch(OcpiModel):
     id: CiString36 | None = None
     start_date_time: OcpiDateTime | None = None
     end_date_time: OcpiDateTime | None = None
-    kwh: float | None = None
+    kwh: Number | None = None
     cdr_token: CdrToken | None = None
     auth_method: AuthMethod | None = None
     authorization_reference: CiString36 | None = None
@@ -172,7 +173,7 @@ class ChargingPreferences(OcpiModel):
     departure_time: OcpiDateTime | None = None
     energy_need: NonNegativeFloat | None = None
     """kWh the driver wants."""
-    discharge_allowed: bool | None = None
+    discharge_allowed: Boolean | None = None
     """Absent means false."""
 
 
