@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import ui
@@ -100,6 +101,23 @@ def create_app(
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
         return envelope(
             status_code=OcpiStatus.CLIENT_ERROR, status_message=str(exc.detail), http_status=exc.status_code
+        )
+
+    @app.exception_handler(OperationalError)
+    async def database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
+        # Locked past its timeout, read-only, or the server gone: the transaction was rolled
+        # back, so the sender is told to retry, never acknowledged.
+        message = "database unavailable, nothing was stored: retry later"
+        headers = {"Retry-After": "5"}
+        if not _is_ocpi(request):
+            return JSONResponse(
+                {"detail": message}, status_code=HTTPStatus.SERVICE_UNAVAILABLE, headers=headers
+            )
+        return envelope(
+            status_code=OcpiStatus.SERVER_ERROR,
+            status_message=message,
+            http_status=HTTPStatus.SERVICE_UNAVAILABLE,
+            headers=headers,
         )
 
     @app.exception_handler(Exception)

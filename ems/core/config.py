@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     """SQLite durability. With WAL, NORMAL keeps every acknowledged write through any crash or kill
     of the EMS process; FULL also through a power loss or OS crash, at one fsync per request."""
 
+    database_timeout_s: float = Field(default=30.0, gt=0)
+    """How long a request waits for the database (a write lock, a connection) before the EMS
+    answers OCPI 3000 with HTTP 503 and the CPO retries; nothing is acknowledged unstored."""
+
     clock_start: datetime | None = None
     """Run on simulated time from this instant (demo); unset means real time."""
     clock_speed: float = Field(default=1.0, gt=0)

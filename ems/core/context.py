@@ -28,7 +28,7 @@ class EmsContext:
 
     @classmethod
     def create(cls, settings: Settings, *, migrate: bool = True) -> EmsContext:
-        engine = make_engine(settings.database_url, settings.sqlite_synchronous)
+        engine = make_engine(settings.database_url, settings.sqlite_synchronous, settings.database_timeout_s)
         db = make_session_factory(engine)
         if migrate:
             upgrade(engine)

@@ -13,13 +13,22 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 
-def make_engine(database_url: str, sqlite_synchronous: str = "FULL") -> Engine:
-    """Create the engine; SQLite gets WAL, foreign keys and a busy timeout on every connection."""
+def make_engine(database_url: str, sqlite_synchronous: str = "FULL", timeout_s: float = 30.0) -> Engine:
+    """Create the engine; SQLite gets WAL, foreign keys and a busy timeout on every connection.
+
+    `timeout_s` bounds how long a request waits for the database (SQLite's write lock, a
+    server's connection) before it fails, so that a client is told to retry rather than hang.
+    """
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_timeout=timeout_s,
+            connect_args={"connect_timeout": max(1, round(timeout_s))},
+        )
     in_memory = url.database in (None, "", ":memory:")
-    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": timeout_s}}
     if in_memory:
         kwargs["poolclass"] = StaticPool
     engine = create_engine(url, **kwargs)
@@ -31,7 +40,7 @@ def make_engine(database_url: str, sqlite_synchronous: str = "FULL") -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={round(timeout_s * 1000)}")
         cursor.close()
 
     return engine
