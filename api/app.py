@@ -73,6 +73,7 @@ def create_app(
         country_code=settings.country_code,
         party_id=settings.party_id,
         max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=settings.request_body_timeout_s,
     )
 
     @app.exception_handler(OcpiError)

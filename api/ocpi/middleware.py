@@ -3,12 +3,15 @@
 - one `/` rule: `//` collapsed and a trailing `/` dropped, so `{url}{id}` and `{url}/{id}/` route alike;
 - bodies over the limit refused whole, before any handler runs (HTTP 413, envelope); the same
   limit holds on the admin and driver APIs under `/api/` (HTTP 413, `{"detail": ...}`);
+- a body that stops coming refused after `body_timeout_s` (HTTP 408): a silent client keeps no
+  connection forever;
 - X-Request-ID and X-Correlation-ID echoed (made up if the caller sent none);
 - routing headers on functional modules' responses: FROM us, TO the caller.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -32,11 +35,14 @@ _LIMITED = ("/ocpi/", "/api/")
 
 
 class OcpiTransportMiddleware:
-    def __init__(self, app: ASGIApp, country_code: str, party_id: str, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, country_code: str, party_id: str, max_body_bytes: int, body_timeout_s: float
+    ) -> None:
         self.app = app
         self.country_code = country_code.encode()
         self.party_id = party_id.encode()
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -86,7 +92,16 @@ class OcpiTransportMiddleware:
         size = 0
         more = True
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=self.body_timeout_s)
+            except TimeoutError:
+                await self._refuse(
+                    send_with_headers,
+                    ocpi,
+                    408,
+                    f"request body incomplete after {self.body_timeout_s:g} s: refused",
+                )
+                return
             if message["type"] != "http.request":
                 await self.app(scope, receive, send_with_headers)
                 return
@@ -110,7 +125,10 @@ class OcpiTransportMiddleware:
         await self.app(scope, replay, send_with_headers)
 
     async def _too_large(self, send: Send, ocpi: bool) -> None:
-        message = f"request body over {self.max_body_bytes} bytes: refused"
+        await self._refuse(send, ocpi, 413, f"request body over {self.max_body_bytes} bytes: refused")
+
+    async def _refuse(self, send: Send, ocpi: bool, http_status: int, message: str) -> None:
+        """A refusal before any handler ran: the envelope (2000) on OCPI, `{"detail"}` elsewhere."""
         if ocpi:
             payload: dict[str, Any] = {
                 "status_code": int(OcpiStatus.CLIENT_ERROR),
@@ -123,10 +141,11 @@ class OcpiTransportMiddleware:
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": http_status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
                 ],
             }
         )

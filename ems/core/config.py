@@ -32,6 +32,8 @@ class Settings(BaseSettings):
 
     http_timeout_s: float = 10.0
     max_body_bytes: int = 1_000_000
+    request_body_timeout_s: float = Field(default=30.0, gt=0)
+    """How long the body of a request may take to arrive, once its headers did (HTTP 408 past it)."""
 
     sqlite_synchronous: str = "NORMAL"
     """SQLite durability. With WAL, NORMAL keeps every acknowledged write through any crash or kill

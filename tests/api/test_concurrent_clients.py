@@ -1,18 +1,22 @@
 """Many CPO connections at once: 200 keep-alive connections, each with its numbered PATCHes, lose
-none; and a client that sends headers, then silence, holds up nobody else."""
+none; and a client that sends headers, then silence, holds up nobody else and is hung up on."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from urllib.parse import urlsplit
+from pathlib import Path
 
 import httpx
 from sqlalchemy import func, select
 
+from api.app import create_app
+from ems.core.config import Settings
+from ems.core.context import EmsContext
 from ems.store.models import ChargingPeriod, ChargingSession
 from tests.conftest import RunningEms, add_registered_partner, auth
 from tests.support.ocpi_objects import charging_period, session
+from tests.support.servers import ThreadedServer, free_port
 
 CONNECTIONS = 200
 PATCHES_PER_CONNECTION = 5
@@ -51,26 +55,42 @@ def test_200_keep_alive_connections_lose_no_patch(ems: RunningEms) -> None:
         assert set(db.scalars(select(ChargingSession.kwh))) == {float(PATCHES_PER_CONNECTION)}
 
 
-def test_a_silent_client_does_not_stall_the_others(ems: RunningEms) -> None:
-    headers = auth(add_registered_partner(ems.ctx))
-    address = urlsplit(ems.url)
+def test_a_silent_client_does_not_stall_the_others_and_is_dropped(tmp_path: Path) -> None:
+    port = free_port()
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'ems.db'}",
+        public_url=f"http://127.0.0.1:{port}",
+        request_body_timeout_s=1.0,
+    )
+    ctx = EmsContext.create(settings)
+    headers = auth(add_registered_partner(ctx))
     silent: list[socket.socket] = []
-    try:
-        for n in range(20):  # headers announcing a body that never comes
-            sock = socket.create_connection((address.hostname or "127.0.0.1", address.port or 80), timeout=5)
-            sock.sendall(
-                f"PUT /ocpi/2.2.1/sessions/NL/CPO/slow-{n} HTTP/1.1\r\nHost: x\r\n"
-                f"Authorization: {headers['Authorization']}\r\nContent-Type: application/json\r\n"
-                "Content-Length: 1000\r\n\r\n{".encode()
+    with ThreadedServer(create_app(context=ctx, background=False), port=port) as server:
+        try:
+            for n in range(20):  # headers announcing a body that never comes
+                sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                sock.sendall(
+                    f"PUT /ocpi/2.2.1/sessions/NL/CPO/slow-{n} HTTP/1.1\r\nHost: x\r\n"
+                    f"Authorization: {headers['Authorization']}\r\nContent-Type: application/json\r\n"
+                    "Content-Length: 1000\r\n\r\n{".encode()
+                )
+                silent.append(sock)
+            # A stalled server would fail this with a timeout.
+            reply = httpx.put(
+                f"{server.url}/ocpi/2.2.1/sessions/NL/CPO/s1", json=session(), headers=headers, timeout=10
             )
-            silent.append(sock)
-        reply = httpx.put(
-            f"{ems.url}/ocpi/2.2.1/sessions/NL/CPO/s1", json=session(), headers=headers, timeout=10
-        )
-        assert reply.json()["status_code"] == 1000
-    finally:
-        for sock in silent:
-            sock.close()
-    with ems.ctx.db() as db:
+            assert reply.json()["status_code"] == 1000
+            # Past request_body_timeout_s the server answers each silent client and hangs up.
+            for sock in silent:
+                answer = b""
+                while chunk := sock.recv(4096):
+                    answer += chunk
+                assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+                assert b'"status_code": 2000' in answer and b"incomplete" in answer
+        finally:
+            for sock in silent:
+                sock.close()
+    with ctx.db() as db:
         ids = set(db.scalars(select(ChargingSession.session_id)))
+    ctx.close()
     assert ids == {"s1"}  # nothing of the half-sent requests was stored
