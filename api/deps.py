@@ -6,6 +6,7 @@ import hmac
 from http import HTTPStatus
 from typing import Annotated
 
+from annotated_types import Interval
 from fastapi import Depends, Header, HTTPException, Request
 
 from ems.core.context import EmsContext
@@ -20,6 +21,12 @@ async def get_context(request: Request) -> EmsContext:
 
 
 ContextDep = Annotated[EmsContext, Depends(get_context)]
+
+SQL_INTEGER_MAX = 2**63 - 1
+"""The largest integer a column holds (SQLite INTEGER, PostgreSQL BIGINT)."""
+
+RowNumber = Annotated[int, Interval(ge=1, le=SQL_INTEGER_MAX)]
+"""A row id or version number in a URL: a larger one is a 422 naming it, not a database overflow."""
 
 
 async def any_caller(ctx: ContextDep, authorization: Annotated[str | None, Header()] = None) -> Caller:

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import AdminDep, ContextDep, admin_user
+from api.deps import AdminDep, ContextDep, RowNumber, admin_user
 from ems.core.context import EmsContext
 from ems.core.json_types import Number
 from ems.sites import (
@@ -225,7 +225,9 @@ def create(ctx: ContextDep, change: ChangeDep, body: SiteBody) -> JSONResponse:
 
 
 @router.get("/sites/{site_id}")
-def read(ctx: ContextDep, site_id: str, version: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
+def read(
+    ctx: ContextDep, site_id: str, version: Annotated[RowNumber | None, Query()] = None
+) -> dict[str, Any]:
     return _site_reply(ctx, get_site(ctx, site_id, version))
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from api.deps import RowNumber
 from api.ui.common import AdminSession, ContextDep, CsrfChecked, logged_in_admin, render
 from ems import sites
 from ems.admin.dashboard import power_series, site_dashboard
@@ -41,7 +42,7 @@ def live(request: Request, ctx: ContextDep, site_id: str, user: AdminSession) ->
 
 
 @router.post("/sessions/{session_pk}/driver-link", dependencies=[CsrfChecked])
-async def mint_link(request: Request, ctx: ContextDep, session_pk: int, user: AdminSession) -> Response:
+async def mint_link(request: Request, ctx: ContextDep, session_pk: RowNumber, user: AdminSession) -> Response:
     try:
         link = await run_in_threadpool(driver_links.mint, ctx, session_pk)
     except LookupError as exc:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
-from api.deps import AdminDep
+from api.deps import AdminDep, RowNumber
 from api.ui.common import ContextDep, is_htmx, render
 from ems.core.context import EmsContext
 from ems.drivers import links as driver_links
@@ -129,7 +129,7 @@ async def save(request: Request, ctx: ContextDep, token: str) -> Response:
 
 
 @api_router.post("/sessions/{session_pk}/driver_link")
-def mint(ctx: ContextDep, _admin: AdminDep, session_pk: int) -> Response:
+def mint(ctx: ContextDep, _admin: AdminDep, session_pk: RowNumber) -> Response:
     """A signed link to the driver widget of one session (admin bearer token)."""
     try:
         link = driver_links.mint(ctx, session_pk)

@@ -76,9 +76,11 @@ def parse_ocpi_datetime(value: str) -> datetime:
             int(fraction),
             tzinfo=tz,
         )
+        return parsed.astimezone(UTC)
     except ValueError as exc:
         raise ValueError(f"invalid OCPI DateTime {value!r}: {exc}") from None
-    return parsed.astimezone(UTC)
+    except OverflowError:  # an offset that takes year 1 or 9999 out of the calendar
+        raise ValueError(f"invalid OCPI DateTime {value!r}: out of range in UTC") from None
 
 
 def ensure_utc(value: datetime) -> datetime:

@@ -66,6 +66,8 @@ def test_parse_keeps_fractional_seconds(text: str, microsecond: int) -> None:
         "2015-06-29T20:39:09+25:00",
         "2015-06-29T20:39:09Zjunk",
         "1435610349",
+        "0001-01-01T00:00:00+00:01",  # before year 1 in UTC (found by tests/api/test_fuzz.py)
+        "9999-12-31T23:59:59-01:00",  # after year 9999 in UTC
     ],
 )
 def test_parse_rejects_garbage_naming_the_value(text: str) -> None:
