@@ -55,3 +55,27 @@ def test_a_locked_database_is_a_3000_and_the_retry_is_stored(ems_and_file: tuple
     assert client.get(SESSION_URL).status_code == 404
     assert client.put(SESSION_URL, json=session()).json()["status_code"] == 1000
     assert client.get(SESSION_URL).json()["data"]["id"] == "s1"
+
+
+def test_a_read_only_database_is_a_3000(tmp_path: Path) -> None:
+    """The file opened read-only (a read-only mount, a replica): pushes are refused, reads served."""
+    path = tmp_path / "ems.db"
+    writable = EmsContext.create(Settings(database_url=f"sqlite:///{path}"))
+    token = add_registered_partner(writable)
+    writable.close()
+    port = free_port()
+    read_only = EmsContext.create(
+        Settings(
+            database_url=f"sqlite:///file:{path}?mode=ro&uri=true", public_url=f"http://127.0.0.1:{port}"
+        ),
+        migrate=False,
+    )
+    with (
+        ThreadedServer(create_app(context=read_only, background=False), port=port) as server,
+        httpx.Client(base_url=server.url, headers=auth(token), timeout=10) as client,
+    ):
+        reply = client.put(SESSION_URL, json=session())
+        assert reply.status_code == 503, reply.text
+        assert reply.json()["status_code"] == 3000
+        assert client.get(SESSION_URL).status_code == 404
+    read_only.close()
