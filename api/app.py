@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import metrics as api_metrics
 from api import ui
 from api.admin import sites as admin_sites
 from api.ocpi.envelope import envelope
@@ -136,6 +137,7 @@ def create_app(
         locations.router,
         chargingprofiles.router,
         admin_sites.router,
+        api_metrics.router,
     ):
         app.include_router(router)
 

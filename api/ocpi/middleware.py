@@ -6,7 +6,8 @@
 - a body that stops coming refused after `body_timeout_s` (HTTP 408): a silent client keeps no
   connection forever;
 - X-Request-ID and X-Correlation-ID echoed (made up if the caller sent none);
-- routing headers on functional modules' responses: FROM us, TO the caller.
+- routing headers on functional modules' responses: FROM us, TO the caller;
+- every OCPI request counted and timed by module, method and status (`ems.core.metrics`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -32,6 +34,17 @@ _SLASHES = re.compile(r"/{2,}")
 _UNROUTED = ("/ocpi/versions", "/ocpi/2.2.1/credentials")
 _LIMITED = ("/ocpi/", "/api/")
 """Paths whose request bodies are read whole and refused over the limit."""
+_MODULES = frozenset(
+    {"credentials", "sessions", "locations", "chargingprofiles", "tokens", "cdrs", "tariffs"}
+)
+
+
+def ocpi_module(path: str) -> str:
+    """The metrics label of an OCPI path: its module, `versions`, or `other` (bounded labels)."""
+    parts = path.split("/")  # "", "ocpi", version or "versions", module, ...
+    if len(parts) <= 3:
+        return "versions"
+    return parts[3] if parts[3] in _MODULES else "other"
 
 
 class OcpiTransportMiddleware:
@@ -61,6 +74,33 @@ class OcpiTransportMiddleware:
             return
 
         ocpi = normal.startswith("/ocpi/")
+        if ocpi:
+            await self._counted(scope, receive, send, normal)
+            return
+        await self._limited(scope, receive, send, normal, ocpi=False)
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        started = time.perf_counter()
+        status = 500  # what the client sees if the app fails before answering
+
+        async def send_counting(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self._limited(scope, receive, send_counting, path, ocpi=True)
+        finally:
+            context = getattr(scope["app"].state, "ems", None)
+            if context is not None:
+                module, method = ocpi_module(path), str(scope["method"])
+                context.metrics.ocpi_requests.labels(module, method, str(status)).inc()
+                context.metrics.ocpi_request_seconds.labels(module, method).observe(
+                    time.perf_counter() - started
+                )
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send, normal: str, *, ocpi: bool) -> None:
         request_headers = {k.lower(): v for k, v in scope["headers"]}
         echo: list[tuple[bytes, bytes]] = []
         if ocpi:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ems.core.clock import Clock, RealClock
 from ems.core.config import Settings
 from ems.core.events import EventBus
+from ems.core.metrics import Metrics
 from ems.store.db import make_engine, make_session_factory
 from ems.store.migrate import upgrade
 from ems.store.server_settings import PUBLIC_URL, read_server_setting
@@ -25,6 +26,10 @@ class EmsContext:
     bus: EventBus = field(default_factory=EventBus)
     transport: httpx.BaseTransport | None = None
     """Outgoing HTTP transport; None means the network (tests may plug a loopback app in)."""
+    metrics: Metrics = field(default_factory=Metrics)
+
+    def __post_init__(self) -> None:
+        self.bus.subscribe(self.metrics.on_event)
 
     @classmethod
     def create(cls, settings: Settings, *, migrate: bool = True) -> EmsContext:

@@ -493,6 +493,8 @@ class Dispatcher:
             else:
                 values["b_next"] = now + timedelta(seconds=self._backoff_s(item.attempts + 1))
                 statement = _RECORD_RETRY
+            if statement is _RECORD_RETRY:
+                self.ctx.metrics.dispatch_retries.labels(str(item.partner_id)).inc()
             batches.setdefault(statement, []).append(values)
         for statement, rows in batches.items():
             db.execute(statement, rows)

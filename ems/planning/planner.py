@@ -512,6 +512,9 @@ class Planner:
                 else:
                     self._phases_unknown.discard(p.key)
         self.plans_made += 1
+        self.ctx.metrics.plans.labels(trigger[:32], plan.status).inc()
+        self.ctx.metrics.plan_build_seconds.observe(plan.build_ms / 1000.0)
+        self.ctx.metrics.plan_solve_seconds.observe(plan.solve_ms / 1000.0)
         if queued and self.dispatcher is not None:
             self.dispatcher.wake()
         return plan_id

@@ -8,7 +8,9 @@ whatever was queued before it.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
+from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from ems import sites
@@ -60,9 +62,15 @@ class Runtime:
                 self.planner.plan_site(summary.site_id, "startup")
             except Exception:
                 logger.exception("start-up plan of site %s failed", summary.site_id)
+        self.scheduler.add_listener(self._job_submitted, EVENT_JOB_SUBMITTED)
         self.dispatcher.start()
         self.planner.start()
         self.scheduler.start()
+
+    def _job_submitted(self, event: JobSubmissionEvent) -> None:
+        """Scheduler lag: how late a job started against the run time it was due at."""
+        late_s = (datetime.now(UTC) - max(event.scheduled_run_times)).total_seconds()
+        self.ctx.metrics.scheduler_lag_seconds.labels(event.job_id).observe(max(0.0, late_s))
 
     def stop(self) -> None:
         self.scheduler.shutdown(wait=False)

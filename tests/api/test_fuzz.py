@@ -47,7 +47,7 @@ class Target:
     http: requests.Session = field(default_factory=requests.Session)
 
     def headers(self, path: str) -> dict[str, str]:
-        if path.startswith("/api/admin"):
+        if path.startswith(("/api/admin", "/metrics")):
             return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         return auth(self.token) | {"X-Request-ID": "fuzz", "X-Correlation-ID": "fuzz"}
 
