@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from ems.core.logs import log_context
 from ems.ocpi.datetimes import format_ocpi_datetime
 from ems.ocpi.status import OcpiStatus
 from ems.store.base import utcnow
@@ -34,6 +36,7 @@ _SLASHES = re.compile(r"/{2,}")
 _UNROUTED = ("/ocpi/versions", "/ocpi/2.2.1/credentials")
 _LIMITED = ("/ocpi/", "/api/")
 """Paths whose request bodies are read whole and refused over the limit."""
+logger = logging.getLogger("api.ocpi.requests")
 _MODULES = frozenset(
     {"credentials", "sessions", "locations", "chargingprofiles", "tokens", "cdrs", "tariffs"}
 )
@@ -77,11 +80,16 @@ class OcpiTransportMiddleware:
         if ocpi:
             await self._counted(scope, receive, send, normal)
             return
-        await self._limited(scope, receive, send, normal, ocpi=False)
+        await self._limited(scope, receive, send, normal)
 
     async def _counted(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        """An OCPI request: counted, timed and logged with its ids (every line logged while it is
+        served carries them too)."""
         started = time.perf_counter()
         status = 500  # what the client sees if the app fails before answering
+        headers = {k.lower(): v for k, v in scope["headers"]}
+        request_id = headers.get(b"x-request-id") or str(uuid.uuid4()).encode()
+        correlation_id = headers.get(b"x-correlation-id") or str(uuid.uuid4()).encode()
 
         async def send_counting(message: Message) -> None:
             nonlocal status
@@ -89,25 +97,35 @@ class OcpiTransportMiddleware:
                 status = int(message["status"])
             await send(message)
 
-        try:
-            await self._limited(scope, receive, send_counting, path, ocpi=True)
-        finally:
-            context = getattr(scope["app"].state, "ems", None)
-            if context is not None:
+        ids = {"request_id": request_id.decode("latin-1"), "correlation_id": correlation_id.decode("latin-1")}
+        with log_context(**ids):
+            try:
+                await self._limited(scope, receive, send_counting, path, ids=(request_id, correlation_id))
+            finally:
+                elapsed_s = time.perf_counter() - started
                 module, method = ocpi_module(path), str(scope["method"])
-                context.metrics.ocpi_requests.labels(module, method, str(status)).inc()
-                context.metrics.ocpi_request_seconds.labels(module, method).observe(
-                    time.perf_counter() - started
+                context = getattr(scope["app"].state, "ems", None)
+                if context is not None:
+                    context.metrics.ocpi_requests.labels(module, method, str(status)).inc()
+                    context.metrics.ocpi_request_seconds.labels(module, method).observe(elapsed_s)
+                logger.info(
+                    "OCPI %s %s -> %d in %.1f ms",
+                    method,
+                    path,
+                    status,
+                    elapsed_s * 1000.0,
+                    extra={"method": method, "path": path, "status": status, "ocpi_module": module},
                 )
 
-    async def _limited(self, scope: Scope, receive: Receive, send: Send, normal: str, *, ocpi: bool) -> None:
+    async def _limited(
+        self, scope: Scope, receive: Receive, send: Send, normal: str, ids: tuple[bytes, bytes] | None = None
+    ) -> None:
+        """The body rules; `ids` (request and correlation id) are echoed on OCPI paths."""
+        ocpi = ids is not None
         request_headers = {k.lower(): v for k, v in scope["headers"]}
         echo: list[tuple[bytes, bytes]] = []
-        if ocpi:
-            echo += [
-                (b"x-request-id", request_headers.get(b"x-request-id") or str(uuid.uuid4()).encode()),
-                (b"x-correlation-id", request_headers.get(b"x-correlation-id") or str(uuid.uuid4()).encode()),
-            ]
+        if ids is not None:
+            echo += [(b"x-request-id", ids[0]), (b"x-correlation-id", ids[1])]
         routed = normal.startswith("/ocpi/2.2.1/") and not normal.startswith(_UNROUTED)
         if routed:
             echo += [(b"ocpi-from-country-code", self.country_code), (b"ocpi-from-party-id", self.party_id)]

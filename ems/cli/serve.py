@@ -17,6 +17,7 @@ import typer
 
 from ems.cli.common import fail, open_context
 from ems.core.config import get_settings
+from ems.core.logs import LOG_FORMATS, configure_logging
 from ems.store.db import transaction
 from ems.store.server_settings import PUBLIC_URL, write_server_setting
 
@@ -39,6 +40,9 @@ def serve_command(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_format: Annotated[
+        str, typer.Option(help="text (for people) or json (one object a line, with the ids of each line).")
+    ] = "text",
     forwarded_allow_ips: Annotated[
         str,
         typer.Option(
@@ -54,7 +58,9 @@ def serve_command(
         fail(f"--log-level {log_level!r}: debug, info, warning or error")
     if not 1 <= port <= 65535:
         fail(f"--port {port}: 1 to 65535 expected")
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_format not in LOG_FORMATS:
+        fail(f"--log-format {log_format!r}: text or json")
+    configure_logging(log_level, log_format)
     try:
         settings = get_settings()
     except ValueError as exc:  # pydantic's ValidationError: a bad EMS_* variable
@@ -83,6 +89,7 @@ def serve_command(
         host=host,
         port=port,
         log_level=log_level,
+        log_config=None,  # uvicorn's loggers propagate to ours, in the chosen format
         proxy_headers=True,
         forwarded_allow_ips=forwarded_allow_ips,
     )

@@ -495,6 +495,18 @@ class Dispatcher:
                 statement = _RECORD_RETRY
             if statement is _RECORD_RETRY:
                 self.ctx.metrics.dispatch_retries.labels(str(item.partner_id)).inc()
+            logger.info(
+                "%s profile of session %d: %s",
+                item.kind,
+                item.session_pk,
+                answer or outcome.error,
+                extra={
+                    "session_pk": item.session_pk,
+                    "partner_id": item.partner_id,
+                    "request_id": outcome.request_id,
+                    "result": answer,
+                },
+            )
             batches.setdefault(statement, []).append(values)
         for statement, rows in batches.items():
             db.execute(statement, rows)

@@ -512,6 +512,22 @@ class Planner:
                 else:
                     self._phases_unknown.discard(p.key)
         self.plans_made += 1
+        logger.info(
+            "plan %d of site %s (%s): %s, %d sessions in %.0f ms",
+            plan_id,
+            site_id,
+            trigger,
+            plan.status,
+            len(snapshot.sessions),
+            total_ms,
+            extra={
+                "site_id": site_id,
+                "plan_id": plan_id,
+                "trigger": trigger,
+                "status": plan.status,
+                "session_ids": ",".join(p.session_id for p in snapshot.sessions),
+            },
+        )
         self.ctx.metrics.plans.labels(trigger[:32], plan.status).inc()
         self.ctx.metrics.plan_build_seconds.observe(plan.build_ms / 1000.0)
         self.ctx.metrics.plan_solve_seconds.observe(plan.solve_ms / 1000.0)
