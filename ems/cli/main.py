@@ -14,6 +14,7 @@ import typer
 from ems.cli import admin as cli_admin
 from ems.cli import db as cli_db
 from ems.cli import demo as cli_demo
+from ems.cli import explain as cli_explain
 from ems.cli import optimize as cli_optimize
 from ems.cli import partner as cli_partner
 from ems.cli import replay as cli_replay
@@ -39,6 +40,7 @@ app.add_typer(cli_db.app, name="db")
 app.command("optimize")(cli_optimize.optimize_command)
 app.command("synth")(cli_synth.synth_command)
 app.command("replay")(cli_replay.replay_command)
+app.command("explain")(cli_explain.explain_command)
 app.add_typer(cli_admin.admin_app, name="admin")
 app.add_typer(cli_admin.driver_app, name="driver")
 
