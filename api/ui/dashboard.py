@@ -13,6 +13,7 @@ from api.deps import RowNumber
 from api.ui.common import AdminSession, ContextDep, CsrfChecked, logged_in_admin, render
 from ems import sites
 from ems.admin.dashboard import power_series, site_dashboard
+from ems.admin.explain import describe_profile, explain_session
 from ems.drivers import links as driver_links
 
 router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depends(logged_in_admin)])
@@ -49,3 +50,21 @@ async def mint_link(request: Request, ctx: ContextDep, session_pk: RowNumber, us
         return render(request, "driver_link.html", error=str(exc), link=None, url=None)
     url = f"{ctx.settings.public_url}{link.path()}"
     return render(request, "driver_link.html", error=None, link=link, url=url)
+
+
+@router.get("/sessions/{session_pk}/explain")
+def explain(request: Request, ctx: ContextDep, session_pk: RowNumber, user: AdminSession) -> Response:
+    """Why this profile: the page form of `ems explain` for one session."""
+    stories = explain_session(ctx, session_pk=session_pk, last=50)
+    if not stories:
+        return render(
+            request,
+            "error.html",
+            status_code=HTTPStatus.NOT_FOUND,
+            title="Unknown session",
+            message=f"no session with key {session_pk}",
+        )
+    story = stories[0]
+    return render(
+        request, "explain.html", story=story, described=[describe_profile(p) for p in story.profiles]
+    )

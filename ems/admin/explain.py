@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from ems import sites
 from ems.core.context import EmsContext
+from ems.ocpi.datetimes import format_ocpi_datetime
 from ems.store.models import ChargingSession, Partner, ProfileRequest
 from ems.store.planning import PlanRecord, ProfileOutbox, SessionNeed
 
@@ -62,11 +63,20 @@ class SessionStory:
 
 
 def explain_session(
-    ctx: EmsContext, session_id: str, party: str | None = None, last: int = 10
+    ctx: EmsContext,
+    session_id: str | None = None,
+    party: str | None = None,
+    last: int = 10,
+    *,
+    session_pk: int | None = None,
 ) -> list[SessionStory]:
-    """Every session with this OCPI id (of one party, `CC/PID`, if given), its `last` profiles."""
+    """Every session with this OCPI id (of one party, `CC/PID`, if given), or the one with this
+    key, with its `last` profiles."""
     query = select(ChargingSession, Partner).join(Partner, Partner.id == ChargingSession.partner_id)
-    query = query.where(ChargingSession.session_id == session_id)
+    if session_id is not None:
+        query = query.where(ChargingSession.session_id == session_id)
+    if session_pk is not None:
+        query = query.where(ChargingSession.id == session_pk)
     if party is not None:
         country_code, _, party_id = party.upper().partition("/")
         query = query.where(
@@ -74,7 +84,7 @@ def explain_session(
         )
     stories = []
     with ctx.db() as db:
-        found = list(db.execute(query.order_by(ChargingSession.id)).tuples())
+        found = [(row[0], row[1]) for row in db.execute(query.order_by(ChargingSession.id))]
         for charging, partner in found:
             rows = list(
                 db.scalars(
@@ -163,3 +173,40 @@ def _limits(ctx: EmsContext, site_id: str, version: int, connector_id: str) -> t
         protection_id = protection.parent
     lines.append(f"grid connection: {site.grid_connection.max_power_kw:g} kW")
     return tuple(lines)
+
+
+def describe_profile(profile: ProfileStory) -> list[str]:
+    """The profile's story in lines, the same for `ems explain` and the admin page."""
+    answer = profile.answer or (f"no answer ({profile.error})" if profile.error else "not sent yet")
+    lines = [
+        f"{profile.kind} queued {format_ocpi_datetime(profile.queued_at)}, {profile.state}, "
+        f"{profile.attempts} attempt(s); CPO answered {answer}"
+        + (f", result {profile.result}" if profile.result else "")
+    ]
+    if profile.charging_profile is not None:
+        periods = profile.charging_profile.get("charging_profile_period") or []
+        unit = profile.charging_profile.get("charging_rate_unit", "")
+        shown = ", ".join(f"+{p['start_period']}s {p['limit']:g} {unit}" for p in periods[:6])
+        more = f" (+{len(periods) - 6} more)" if len(periods) > 6 else ""
+        lines.append(f"profile: {shown}{more}")
+    plan = profile.plan
+    if plan is None:
+        lines.append("plan: none recorded (sent before plans were linked, or its plan was pruned)")
+    else:
+        lines.append(
+            f"plan {plan.id} for {format_ocpi_datetime(plan.planned_for)}, trigger {plan.trigger}, "
+            f"{plan.status} ({plan.method}, objective {plan.objective}); "
+            f"site {plan.site_id} v{plan.site_version}; "
+            f"inputs digest {plan.inputs_digest[:16]}"
+        )
+    need = profile.need
+    if need is not None:
+        power = f"{need.max_power_kw:g} kW" if need.max_power_kw is not None else "unknown"
+        lines.append(
+            f"need: {need.energy_needed_kwh:.1f} kWh ({need.energy_source}) "
+            f"+ {need.energy_extra_kwh:.1f} kWh from PV only, "
+            f"by {format_ocpi_datetime(need.departure)} ({need.departure_source}), "
+            f"at most {power} ({need.max_power_source})"
+        )
+    lines += [f"limit: {limit}" for limit in profile.limits]
+    return lines

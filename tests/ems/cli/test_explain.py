@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 
-import httpx
-from fastapi import FastAPI
-from fastapi.responses import Response
-
-from ems import sites
-from ems.dispatch.outbox import Dispatcher, OcpiProfileSink
-from ems.planning.planner import Planner, PlannerSettings
-from tests.conftest import RunningEms, add_registered_partner, auth
-from tests.support.ocpi_objects import session
-from tests.support.servers import REPO, ThreadedServer
-
-ACCEPTED = {
-    "data": {"result": "ACCEPTED", "timeout": 30},
-    "status_code": 1000,
-    "timestamp": "2026-01-01T00:00:00Z",
-}
+from tests.conftest import RunningEms
+from tests.support.delivered import plan_and_deliver
+from tests.support.servers import REPO
 
 
 def _explain(ems: RunningEms, *args: str) -> subprocess.CompletedProcess[str]:
@@ -38,26 +24,7 @@ def _explain(ems: RunningEms, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_explain_tells_the_plan_the_need_the_limits_and_the_answer(ems: RunningEms) -> None:
-    receiver = FastAPI()
-
-    @receiver.put("/cp/{session_id}")
-    async def put(session_id: str) -> Response:
-        return Response(json.dumps(ACCEPTED), media_type="application/json")
-
-    sites.import_site(ems.ctx, json.loads((REPO / "examples/sites/office-pv.json").read_text()))
-    with ThreadedServer(receiver) as cpo:
-        token = add_registered_partner(
-            ems.ctx,
-            endpoints=[{"identifier": "chargingprofiles", "role": "RECEIVER", "url": f"{cpo.url}/cp"}],
-        )
-        reply = httpx.put(f"{ems.url}/ocpi/2.2.1/sessions/NL/CPO/s1", json=session(), headers=auth(token))
-        assert reply.json()["status_code"] == 1000
-        dispatcher = Dispatcher(ems.ctx, OcpiProfileSink(ems.ctx))
-        plan_id = Planner(ems.ctx, dispatcher, settings=PlannerSettings()).plan_site(
-            "office-pv", "session_started"
-        )
-        assert dispatcher.run_once() == 1
-
+    plan_id = plan_and_deliver(ems)
     explained = _explain(ems, "s1")
     assert explained.returncode == 0, explained.stderr
     text = explained.stdout
