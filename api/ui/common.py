@@ -18,6 +18,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -29,6 +30,7 @@ import ui
 from api.deps import ContextDep
 from ems.core.context import EmsContext
 from ems.drivers.links import derived_key, server_secret
+from ems.ocpi.datetimes import ensure_utc
 
 UI_DIR = Path(ui.__file__).resolve().parent
 templates = Jinja2Templates(directory=str(UI_DIR / "templates"))
@@ -47,6 +49,13 @@ def _local(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return value.strftime(fmt)
 
 
+def _in_zone(value: datetime | None, zone: str, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A date-time in the site's zone, labelled with it (`CEST`), so no page mixes zones."""
+    if value is None:
+        return "–"
+    return ensure_utc(value).astimezone(ZoneInfo(zone)).strftime(f"{fmt} %Z")
+
+
 def _num(value: Any, digits: int = 1) -> str:
     if value is None:
         return "–"
@@ -57,6 +66,7 @@ def _num(value: Any, digits: int = 1) -> str:
 
 
 templates.env.filters["local"] = _local
+templates.env.filters["in_zone"] = _in_zone
 templates.env.filters["num"] = _num
 
 

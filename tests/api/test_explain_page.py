@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-import re
-
 import httpx
 from sqlalchemy import select
 
-from ems.admin.users import create_user
 from ems.store.models import ChargingSession
 from tests.conftest import RunningEms
-from tests.support.delivered import plan_and_deliver
-
-PASSWORD = "a long enough test password"
-
-
-def _logged_in(ems: RunningEms) -> httpx.Client:
-    create_user(ems.ctx, "alice", PASSWORD)
-    client = httpx.Client(base_url=ems.url, timeout=10, follow_redirects=True)
-    match = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
-    assert match is not None
-    reply = client.post(
-        "/login", data={"username": "alice", "password": PASSWORD, "csrf_token": match.group(1)}
-    )
-    assert reply.status_code == 200
-    return client
+from tests.support.delivered import admin_browser, plan_and_deliver
 
 
 def test_the_dashboard_links_each_session_to_why_its_profile(ems: RunningEms) -> None:
     plan_id = plan_and_deliver(ems)
     with ems.ctx.db() as db:
         session_pk = db.scalar(select(ChargingSession.id).where(ChargingSession.session_id == "s1"))
-    browser = _logged_in(ems)
+    browser = admin_browser(ems)
     try:
         live = browser.get("/admin/sites/office-pv/dashboard/live").text
         assert f'href="/admin/sessions/{session_pk}/explain"' in live

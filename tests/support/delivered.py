@@ -1,20 +1,24 @@
-"""A session planned and its profile delivered to a CPO that accepts: the audit trail to read."""
+"""A session planned and its profile delivered to a CPO that accepts: the audit trail to read,
+and an administrator's browser session to read it with."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 from fastapi import FastAPI
 from fastapi.responses import Response
 
 from ems import sites
+from ems.admin.users import create_user
 from ems.dispatch.outbox import Dispatcher, OcpiProfileSink
 from ems.planning.planner import Planner, PlannerSettings
 from tests.conftest import RunningEms, add_registered_partner, auth
 from tests.support.ocpi_objects import session
 from tests.support.servers import REPO, ThreadedServer
 
+ADMIN_PASSWORD = "a long enough test password"
 ACCEPTED = {
     "data": {"result": "ACCEPTED", "timeout": 30},
     "status_code": 1000,
@@ -44,3 +48,14 @@ def plan_and_deliver(ems: RunningEms, session_id: str = "s1") -> int:
         )
         assert dispatcher.run_once() == 1
     return plan_id
+
+
+def admin_browser(ems: RunningEms) -> httpx.Client:
+    """An HTTP client logged in to the admin pages (through the login form and its CSRF token)."""
+    create_user(ems.ctx, "alice", ADMIN_PASSWORD)
+    client = httpx.Client(base_url=ems.url, timeout=10, follow_redirects=True)
+    match = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
+    assert match is not None
+    form = {"username": "alice", "password": ADMIN_PASSWORD, "csrf_token": match.group(1)}
+    assert client.post("/login", data=form).status_code == 200
+    return client

@@ -1,0 +1,58 @@
+"""The dashboard's times are in the site's zone, labelled; on simulated time it says so."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from api.app import create_app
+from ems import sites
+from ems.core.config import Settings
+from ems.core.context import EmsContext
+from tests.conftest import RunningEms
+from tests.support.delivered import admin_browser, plan_and_deliver
+from tests.support.servers import REPO, ThreadedServer, free_port
+
+
+def test_times_are_in_the_site_zone_and_wall_clock_is_named(ems: RunningEms) -> None:
+    plan_and_deliver(ems)
+    browser = admin_browser(ems)
+    try:
+        page = browser.get("/admin/sites/office-pv/dashboard").text
+        assert 'data-testid="simulated-time"' not in page
+        live = browser.get("/admin/sites/office-pv/dashboard/live").text
+    finally:
+        browser.close()
+    as_of = live.split('data-testid="as-of">', 1)[1].split("</p>", 1)[0]
+    assert " UTC" not in live
+    assert ("CET" in as_of or "CEST" in as_of) and "by the wall clock" in as_of
+
+
+@pytest.fixture
+def simulated(tmp_path: Path) -> Iterator[RunningEms]:
+    port = free_port()
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'ems.db'}",
+        public_url=f"http://127.0.0.1:{port}",
+        clock_start=datetime(2026, 6, 1, 6, 0, tzinfo=UTC),
+        clock_speed=60.0,
+    )
+    ctx = EmsContext.create(settings)
+    sites.import_site(ctx, json.loads((REPO / "examples/sites/office-pv.json").read_text()))
+    with ThreadedServer(create_app(context=ctx, background=False), port=port) as server:
+        yield RunningEms(ctx, server.url)
+    ctx.close()
+
+
+def test_a_dashboard_on_simulated_time_says_so(simulated: RunningEms) -> None:
+    browser = admin_browser(simulated)
+    try:
+        page = browser.get("/admin/sites/office-pv/dashboard").text
+    finally:
+        browser.close()
+    notice = page.split('data-testid="simulated-time">', 1)[1].split("</p>", 1)[0]
+    assert "2026-06-01 08:00 CEST" in notice and "60×" in notice
