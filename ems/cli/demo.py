@@ -91,7 +91,7 @@ def run_demo(options: DemoOptions) -> int:
     }
     settings = Settings(**{k.removeprefix("EMS_").lower(): v for k, v in env.items()})  # type: ignore[arg-type]
     ctx = EmsContext.create(settings)
-    stored, _ = sites.import_site(ctx, site_data)
+    stored, _ = sites.import_site(ctx, site_data, sites.Change(f"demo: {options.site_path.name}", "ems demo"))
     forecast = forecast_series(
         stored.site, today.astimezone(ZoneInfo("UTC")), 900, 2 * 96, base_load_kw=office_base_load_kw
     )

@@ -56,3 +56,16 @@ def test_a_dashboard_on_simulated_time_says_so(simulated: RunningEms) -> None:
         browser.close()
     notice = page.split('data-testid="simulated-time">', 1)[1].split("</p>", 1)[0]
     assert "2026-06-01 08:00 CEST" in notice and "60×" in notice
+
+
+def test_editor_versions_say_when_in_the_site_zone_who_and_why(ems: RunningEms) -> None:
+    data = json.loads((REPO / "examples/sites/office-pv.json").read_text())
+    sites.import_site(ems.ctx, data, sites.Change("first wiring", "alice"))
+    browser = admin_browser(ems)
+    try:
+        page = browser.get("/admin/sites/office-pv").text
+    finally:
+        browser.close()
+    line = page.split('data-testid="version-1">', 1)[1].split("</li>", 1)[0]
+    assert line.startswith("v1 · ") and ("CET" in line or "CEST" in line)
+    assert line.endswith("· by alice · first wiring"), line
