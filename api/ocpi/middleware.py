@@ -151,7 +151,8 @@ class OcpiTransportMiddleware:
         more = True
         while more:
             try:
-                message = await asyncio.wait_for(receive(), timeout=self.body_timeout_s)
+                async with asyncio.timeout(self.body_timeout_s):  # no task per chunk, unlike wait_for
+                    message = await receive()
             except TimeoutError:
                 await self._refuse(
                     send_with_headers,
