@@ -20,13 +20,10 @@ from tests.support.servers import REPO, ThreadedServer, free_port
 
 def test_times_are_in_the_site_zone_and_wall_clock_is_named(ems: RunningEms) -> None:
     plan_and_deliver(ems)
-    browser = admin_browser(ems)
-    try:
+    with admin_browser(ems) as browser:
         page = browser.get("/admin/sites/office-pv/dashboard").text
         assert 'data-testid="simulated-time"' not in page
         live = browser.get("/admin/sites/office-pv/dashboard/live").text
-    finally:
-        browser.close()
     as_of = live.split('data-testid="as-of">', 1)[1].split("</p>", 1)[0]
     assert " UTC" not in live
     assert ("CET" in as_of or "CEST" in as_of) and "by the wall clock" in as_of
@@ -49,11 +46,8 @@ def simulated(tmp_path: Path) -> Iterator[RunningEms]:
 
 
 def test_a_dashboard_on_simulated_time_says_so(simulated: RunningEms) -> None:
-    browser = admin_browser(simulated)
-    try:
+    with admin_browser(simulated) as browser:
         page = browser.get("/admin/sites/office-pv/dashboard").text
-    finally:
-        browser.close()
     notice = page.split('data-testid="simulated-time">', 1)[1].split("</p>", 1)[0]
     assert "2026-06-01 08:00 CEST" in notice and "60×" in notice
 
@@ -61,11 +55,8 @@ def test_a_dashboard_on_simulated_time_says_so(simulated: RunningEms) -> None:
 def test_editor_versions_say_when_in_the_site_zone_who_and_why(ems: RunningEms) -> None:
     data = json.loads((REPO / "examples/sites/office-pv.json").read_text())
     sites.import_site(ems.ctx, data, sites.Change("first wiring", "alice"))
-    browser = admin_browser(ems)
-    try:
+    with admin_browser(ems) as browser:
         page = browser.get("/admin/sites/office-pv").text
-    finally:
-        browser.close()
     line = page.split('data-testid="version-1">', 1)[1].split("</li>", 1)[0]
     assert line.startswith("v1 · ") and ("CET" in line or "CEST" in line)
     assert line.endswith("· by alice · first wiring"), line

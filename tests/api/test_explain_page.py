@@ -14,8 +14,7 @@ def test_the_dashboard_links_each_session_to_why_its_profile(ems: RunningEms) ->
     plan_id = plan_and_deliver(ems)
     with ems.ctx.db() as db:
         session_pk = db.scalar(select(ChargingSession.id).where(ChargingSession.session_id == "s1"))
-    browser = admin_browser(ems)
-    try:
+    with admin_browser(ems) as browser:
         live = browser.get("/admin/sites/office-pv/dashboard/live").text
         assert f'href="/admin/sessions/{session_pk}/explain"' in live
         page = browser.get(f"/admin/sessions/{session_pk}/explain")
@@ -24,6 +23,4 @@ def test_the_dashboard_links_each_session_to_why_its_profile(ems: RunningEms) ->
         assert "CPO answered ACCEPTED" in page.text and f"plan {plan_id} " in page.text
         assert "need: 15.0 kWh (site_default)" in page.text and "limit: grid connection: 43 kW" in page.text
         assert browser.get("/admin/sessions/999/explain").status_code == 404
-    finally:
-        browser.close()
     assert httpx.get(f"{ems.url}/admin/sessions/{session_pk}/explain").status_code in (303, 307, 401, 403)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 from fastapi import FastAPI
@@ -50,12 +52,13 @@ def plan_and_deliver(ems: RunningEms, session_id: str = "s1") -> int:
     return plan_id
 
 
-def admin_browser(ems: RunningEms) -> httpx.Client:
+@contextmanager
+def admin_browser(ems: RunningEms) -> Iterator[httpx.Client]:
     """An HTTP client logged in to the admin pages (through the login form and its CSRF token)."""
     create_user(ems.ctx, "alice", ADMIN_PASSWORD)
-    client = httpx.Client(base_url=ems.url, timeout=10, follow_redirects=True)
-    match = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
-    assert match is not None
-    form = {"username": "alice", "password": ADMIN_PASSWORD, "csrf_token": match.group(1)}
-    assert client.post("/login", data=form).status_code == 200
-    return client
+    with httpx.Client(base_url=ems.url, timeout=10, follow_redirects=True) as client:
+        match = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
+        assert match is not None
+        form = {"username": "alice", "password": ADMIN_PASSWORD, "csrf_token": match.group(1)}
+        assert client.post("/login", data=form).status_code == 200
+        yield client
