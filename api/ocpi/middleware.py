@@ -76,20 +76,21 @@ class OcpiTransportMiddleware:
             await self.app(scope, receive, send)
             return
 
-        ocpi = normal.startswith("/ocpi/")
-        if ocpi:
-            await self._counted(scope, receive, send, normal)
+        request_headers = {k.lower(): v for k, v in scope["headers"]}
+        if normal.startswith("/ocpi/"):
+            await self._counted(scope, receive, send, normal, request_headers)
             return
-        await self._limited(scope, receive, send, normal)
+        await self._limited(scope, receive, send, normal, request_headers)
 
-    async def _counted(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+    async def _counted(
+        self, scope: Scope, receive: Receive, send: Send, path: str, request_headers: dict[bytes, bytes]
+    ) -> None:
         """An OCPI request: counted, timed and logged with its ids (every line logged while it is
         served carries them too)."""
         started = time.perf_counter()
         status = 500  # what the client sees if the app fails before answering
-        headers = {k.lower(): v for k, v in scope["headers"]}
-        request_id = headers.get(b"x-request-id") or str(uuid.uuid4()).encode()
-        correlation_id = headers.get(b"x-correlation-id") or str(uuid.uuid4()).encode()
+        request_id = request_headers.get(b"x-request-id") or str(uuid.uuid4()).encode()
+        correlation_id = request_headers.get(b"x-correlation-id") or str(uuid.uuid4()).encode()
 
         async def send_counting(message: Message) -> None:
             nonlocal status
@@ -100,7 +101,9 @@ class OcpiTransportMiddleware:
         ids = {"request_id": request_id.decode("latin-1"), "correlation_id": correlation_id.decode("latin-1")}
         with log_context(**ids):
             try:
-                await self._limited(scope, receive, send_counting, path, ids=(request_id, correlation_id))
+                await self._limited(
+                    scope, receive, send_counting, path, request_headers, ids=(request_id, correlation_id)
+                )
             finally:
                 elapsed_s = time.perf_counter() - started
                 module, method = ocpi_module(path), str(scope["method"])
@@ -118,11 +121,16 @@ class OcpiTransportMiddleware:
                 )
 
     async def _limited(
-        self, scope: Scope, receive: Receive, send: Send, normal: str, ids: tuple[bytes, bytes] | None = None
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        normal: str,
+        request_headers: dict[bytes, bytes],
+        ids: tuple[bytes, bytes] | None = None,
     ) -> None:
         """The body rules; `ids` (request and correlation id) are echoed on OCPI paths."""
         ocpi = ids is not None
-        request_headers = {k.lower(): v for k, v in scope["headers"]}
         echo: list[tuple[bytes, bytes]] = []
         if ids is not None:
             echo += [(b"x-request-id", ids[0]), (b"x-correlation-id", ids[1])]
