@@ -99,14 +99,19 @@ class Dashboard:
     partners: list[PartnerLine]
 
 
+def step_offset(plan: PlanRecord, now: datetime) -> int:
+    """The plan's step `now` falls in; negative before the plan, past its last step after it."""
+    step_s = int(plan.result.get("step_s") or 900)
+    return int((now - plan.planned_for).total_seconds() // step_s)
+
+
 def _step_index(plan: PlanRecord, now: datetime) -> int:
     steps = plan.result.get("steps") or []
-    step_s = int(plan.result.get("step_s") or 900)
-    k = int((now - plan.planned_for).total_seconds() // step_s) if steps else 0
+    k = step_offset(plan, now) if steps else 0
     return max(0, min(k, len(steps) - 1))
 
 
-def _at(values: list[Any] | None, k: int) -> float:
+def value_at(values: list[Any] | None, k: int) -> float:
     return float(values[k]) if values and 0 <= k < len(values) else 0.0
 
 
@@ -239,7 +244,7 @@ def site_dashboard(ctx: EmsContext, site_id: str) -> Dashboard:
                     delivered_kwh=row.kwh,
                     measured_kw=measured,
                     need=need,
-                    planned_kw_now=_at(entry.get("power_kw"), k) if entry else None,
+                    planned_kw_now=value_at(entry.get("power_kw"), k) if entry else None,
                     energy_planned_kwh=entry.get("energy_planned_kwh") if entry else None,
                     unmet_kwh=entry.get("unmet_kwh") if entry else None,
                     profile=entry.get("charging_profile") if entry else None,
@@ -274,14 +279,14 @@ def site_dashboard(ctx: EmsContext, site_id: str) -> Dashboard:
     loading: list[PhaseLoading] = []
     if plan is not None:
         steps = plan.result.get("steps") or []
-        ev = sum(_at(e.get("power_kw"), k) for e in planned.values())
+        ev = sum(value_at(e.get("power_kw"), k) for e in planned.values())
         live = LivePower(
             at_step=parse_ocpi_datetime(steps[k]) if steps else None,
-            pv_kw=_at(plan.result.get("pv_kw"), k),
-            base_load_kw=_at(plan.result.get("base_load_kw"), k),
+            pv_kw=value_at(plan.result.get("pv_kw"), k),
+            base_load_kw=value_at(plan.result.get("base_load_kw"), k),
             ev_planned_kw=ev,
             ev_measured_kw=measured_total,
-            grid_import_kw=_at(plan.result.get("grid_import_kw"), k),
+            grid_import_kw=value_at(plan.result.get("grid_import_kw"), k),
             grid_limit_kw=site.grid_connection.max_power_kw,
         )
         loading = _loading(ctx, plan, k)

@@ -14,8 +14,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from ems.admin.dashboard import step_offset, value_at
 from ems.core.context import EmsContext
-from ems.ocpi.datetimes import parse_ocpi_datetime
 from ems.sites.unplaced import ACTIVE_SESSION_STATUSES
 from ems.store.models import ChargingSession, Partner
 from ems.store.planning import PlanRecord, ProfileOutbox
@@ -79,19 +79,10 @@ class StoreCollector(Collector):
 
 
 def _now_kw(plan: PlanRecord, now: datetime) -> tuple[float, float]:
-    """The plan's EV power and grid import in the step holding `now` (0 outside the plan)."""
-    steps = [parse_ocpi_datetime(t) for t in plan.result.get("steps") or []]
-    step_s = float(plan.result.get("step_s") or 0)
-    index = next(
-        (
-            i
-            for i, start in enumerate(steps)
-            if start.timestamp() <= now.timestamp() < start.timestamp() + step_s
-        ),
-        None,
-    )
-    if index is None:
+    """The plan's EV power and grid import in the step holding `now` (0 outside the plan: a
+    metric does not carry a plan's last step on past its end, unlike the dashboard's view)."""
+    k = step_offset(plan, now)
+    if not 0 <= k < len(plan.result.get("steps") or []):
         return 0.0, 0.0
-    ev_kw = sum(float(s["power_kw"][index]) for s in (plan.result.get("sessions") or {}).values())
-    grid = plan.result.get("grid_import_kw") or []
-    return ev_kw, float(grid[index]) if index < len(grid) else 0.0
+    ev_kw = sum(value_at(s.get("power_kw"), k) for s in (plan.result.get("sessions") or {}).values())
+    return ev_kw, value_at(plan.result.get("grid_import_kw"), k)
