@@ -27,15 +27,13 @@ def page(request: Request, ctx: ContextDep, site_id: str, user: AdminSession) ->
         return render(
             request, "error.html", status_code=HTTPStatus.NOT_FOUND, title="Unknown site", message=str(exc)
         )
-    settings = ctx.settings
-    simulated = settings.clock_start is not None
     return render(
         request,
         "dashboard.html",
         site_id=site_id,
         site=stored.site,
-        simulated_from=settings.clock_start if simulated else None,
-        simulated_speed=settings.clock_speed if simulated else None,
+        simulated_from=ctx.settings.clock_start,  # None on real time
+        simulated_speed=ctx.settings.clock_speed,
     )
 
 

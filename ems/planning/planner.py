@@ -8,8 +8,9 @@ needed at the next plan, and the schedule (every 15 min) re-plans every site any
 
 A plan is made from a frozen snapshot (`ems.planning.snapshot`: site version, active sessions
 with their needs, forecasts at `now` from the Clock), solved by the optimizer kept alive per
-site, and stored with a digest of its inputs. Sessions on EVSEs the site model does not place are planned on a
-conservative stand-in connector (see `ems.sites.conservative_connector`) and flagged.
+site, and stored with a digest of its inputs. Sessions on EVSEs the site model does not place
+are planned on a conservative stand-in connector (see `ems.sites.conservative_connector`) and
+flagged.
 """
 
 from __future__ import annotations
