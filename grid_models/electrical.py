@@ -77,7 +77,7 @@ class Downstream:
     loads: tuple[str, ...]
 
 
-def _ancestors(site: Site) -> dict[str, tuple[str, ...]]:
+def ancestors(site: Site) -> dict[str, tuple[str, ...]]:
     """Each protection and the protections above it, itself first (cycles are cut)."""
     parent = {p.id: p.parent for p in site.protections}
     out: dict[str, tuple[str, ...]] = {}
@@ -95,7 +95,7 @@ def downstream(site: Site) -> dict[str, Downstream]:
     """For each protection, the protections, charge points, connectors, PV plants and loads it
     feeds, directly or through other protections. An invalid site raises `SiteValidationError`."""
     ensure_valid(site)
-    above = _ancestors(site)
+    above = ancestors(site)
     under: dict[str, dict[str, list[str]]] = {
         p.id: {"protections": [], "charge_points": [], "connectors": [], "pv_plants": [], "loads": []}
         for p in site.protections
@@ -177,7 +177,7 @@ class _SiteRows:
 @functools.lru_cache(maxsize=16)
 def _site_rows(site: Site) -> _SiteRows:
     ensure_valid(site)  # a wrong tree would give wrong limits silently
-    above = _ancestors(site)
+    above = ancestors(site)
     index = {p.id: i for i, p in enumerate(site.protections)}
     n_rows = 3 * len(site.protections)
     connectors = [(cp.protection, c) for cp in site.charge_points for c in cp.connectors]

@@ -20,6 +20,7 @@ from ems.core.context import EmsContext
 from ems.ocpi.datetimes import format_ocpi_datetime
 from ems.store.models import ChargingSession, Partner, ProfileRequest
 from ems.store.planning import PlanRecord, ProfileOutbox, SessionNeed
+from grid_models.electrical import ancestors
 
 
 @dataclass(frozen=True)
@@ -159,18 +160,16 @@ def _limits(ctx: EmsContext, site_id: str, version: int, connector_id: str) -> t
     except sites.SiteNotFoundError:
         return (f"site {site_id} v{version} no longer stored",)
     lines = []
-    protection_id: str | None = None
+    above = ancestors(site)
+    rating_a = {p.id: p.rated_current_a for p in site.protections}
     for cp in site.charge_points:
         for connector in cp.connectors:
             if connector.id == connector_id:
                 phases = ", ".join(str(phase) for phase in connector.phases)
                 lines.append(f"connector {connector.id}: {connector.max_current_a:g} A on {phases}")
-                protection_id = cp.protection
-    by_id = {p.id: p for p in site.protections}
-    while protection_id is not None and protection_id in by_id:
-        protection = by_id[protection_id]
-        lines.append(f"protection {protection.id}: {protection.rated_current_a:g} A per phase")
-        protection_id = protection.parent
+                lines += [
+                    f"protection {p}: {rating_a[p]:g} A per phase" for p in above.get(cp.protection, ())
+                ]
     lines.append(f"grid connection: {site.grid_connection.max_power_kw:g} kW")
     return tuple(lines)
 
