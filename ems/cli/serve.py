@@ -17,7 +17,7 @@ import typer
 
 from ems.cli.common import fail, open_context
 from ems.core.config import get_settings
-from ems.core.logs import LOG_FORMATS, configure_logging
+from ems.core.logs import configure_logging
 from ems.store.db import transaction
 from ems.store.server_settings import PUBLIC_URL, write_server_setting
 
@@ -58,9 +58,10 @@ def serve_command(
         fail(f"--log-level {log_level!r}: debug, info, warning or error")
     if not 1 <= port <= 65535:
         fail(f"--port {port}: 1 to 65535 expected")
-    if log_format not in LOG_FORMATS:
+    try:
+        configure_logging(log_level, log_format)
+    except ValueError:  # not one of ems.core.logs.LOG_FORMATS
         fail(f"--log-format {log_format!r}: text or json")
-    configure_logging(log_level, log_format)
     try:
         settings = get_settings()
     except ValueError as exc:  # pydantic's ValidationError: a bad EMS_* variable
