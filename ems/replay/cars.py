@@ -21,6 +21,15 @@ from grid_models.electrical import session_max_power_kw
 from grid_models.site import Connector, Site
 
 ENERGY_EPS_KWH = 1e-9
+SETPOINT_EPS_KW = 1e-3
+"""A car's allowed power that moves by less than this between steps has not changed."""
+
+
+def count_setpoint_change(last_kw: dict[int, float], car_index: int, allowed_kw: float) -> int:
+    """1 when the car's allowed power differs from its previous step's (which `last_kw` keeps)."""
+    previous = last_kw.get(car_index)
+    last_kw[car_index] = allowed_kw
+    return int(previous is not None and abs(allowed_kw - previous) >= SETPOINT_EPS_KW)
 
 
 def drawn_phases(connector: Connector, vehicle_phases: int) -> int:

@@ -36,7 +36,14 @@ from zoneinfo import ZoneInfo
 from ems.core.clock import ManualClock
 from ems.dispatch.outbox import Dispatcher
 from ems.planning.planner import Planner, PlannerSettings
-from ems.replay.cars import ENERGY_EPS_KWH, _Car, _placed_cars, _step_index, drawn_phases
+from ems.replay.cars import (
+    ENERGY_EPS_KWH,
+    _Car,
+    _placed_cars,
+    _step_index,
+    count_setpoint_change,
+    drawn_phases,
+)
 from ems.replay.foresight import _replay_foresight
 from ems.replay.log import LoggedSession
 from ems.replay.result import FloatArray, Progress, ReplayConfig, ReplayError, ReplayResult, _result
@@ -129,6 +136,8 @@ def _replay_ems(
     power: dict[tuple[int, int], float] = {}  # (car, step): kW
     plugged: dict[int, _Car] = {}
     plan_ms: list[float] = []
+    last_limit_kw: dict[int, float] = {}
+    setpoint_changes = 0
     replan_every = max(1, config.replan_s // step_s)
     last_plan_k = -replan_every
     site_id = site.id
@@ -174,6 +183,7 @@ def _replay_ems(
                     allowed = profile_mean_limit_kw(profile, t, t1, site.phase_voltage_v, car.phases_drawn)
                     if allowed is not None:
                         limit = min(limit, allowed)
+                setpoint_changes += count_setpoint_change(last_limit_kw, car.index, limit)
                 p = max(0.0, min(limit, car.remaining_kwh / step_h))
                 if p * step_h < ENERGY_EPS_KWH:
                     p = 0.0
@@ -184,7 +194,9 @@ def _replay_ems(
                 progress(1)
     finally:
         ctx.close()
-    return _result(config, site, start, n_steps, source.steps, sessions, placed, power, plan_ms, wall0)
+    return _result(
+        config, site, start, n_steps, source.steps, sessions, placed, power, plan_ms, wall0, setpoint_changes
+    )
 
 
 def replay(

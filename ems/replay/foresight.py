@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from ems.planning.planner import solve_options
-from ems.replay.cars import ENERGY_EPS_KWH, _Car, _placed_cars
+from ems.replay.cars import ENERGY_EPS_KWH, _Car, _placed_cars, count_setpoint_change
 from ems.replay.log import LoggedSession
 from ems.replay.result import Progress, ReplayConfig, ReplayResult, _result
 from ems.replay.series import actual_steps
@@ -54,6 +54,8 @@ def _replay_foresight(
     actual = actual_steps(series, start, step_s, n_steps + config.horizon_s // step_s + 1)
     power: dict[tuple[int, int], float] = {}  # (car, step): kW
     plan_ms: list[float] = []
+    last_limit_kw: dict[int, float] = {}
+    setpoint_changes = 0
     bounds = _day_bounds(start, n_steps, step_s, zone)
     t = 0
     day = 0
@@ -120,10 +122,14 @@ def _replay_foresight(
                         break
                     if not c.draw_start <= k < c.draw_end:
                         continue
-                    p = max(0.0, min(float(p_plan), c.pmax_kw, c.remaining_kwh / step_h))
+                    allowed = max(0.0, min(float(p_plan), c.pmax_kw))
+                    setpoint_changes += count_setpoint_change(last_limit_kw, c.index, allowed)
+                    p = min(allowed, c.remaining_kwh / step_h)
                     c.remaining_kwh = max(0.0, c.remaining_kwh - p * step_h)
                     power[c.index, k] = p
         if progress is not None:
             progress(chunk_end - t)
         t = chunk_end
-    return _result(config, site, start, n_steps, actual, sessions, placed, power, plan_ms, wall0)
+    return _result(
+        config, site, start, n_steps, actual, sessions, placed, power, plan_ms, wall0, setpoint_changes
+    )

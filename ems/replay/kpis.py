@@ -36,7 +36,12 @@ KPI_KEYS = (
     "reopt_ms_p50",
     "reopt_ms_p95",
     "wall_s",
+    "sessions_zero_energy",
+    "delivered_ratio_jain",
+    "setpoint_changes_per_session_hour",
 )
+ZERO_ENERGY_KWH = 0.05
+"""A session that got less than this while asking more got nothing (`sessions_zero_energy`)."""
 
 
 def protection_currents(
@@ -83,8 +88,14 @@ def compute_kpis(
     energy_delivered_kwh: Sequence[float],
     plan_ms: Sequence[float],
     wall_s: float,
+    setpoint_changes: int = 0,
+    session_hours: float = 0.0,
 ) -> dict[str, Any]:
-    """Every key of formats §6, from per-step series of the actual PV, base load and EV power."""
+    """Every key of formats §6, from per-step series of the actual PV, base load and EV power.
+
+    `setpoint_changes`: how many times a car's allowed power changed from one step to the next
+    while it was plugged in, over all sessions; `session_hours` the hours they were plugged in.
+    """
     dt_h = step_s / 3600.0
     grid = np.maximum(0.0, ev_kw + base_load_kw - pv_kw)
     pv_energy = float(pv_kw.sum() * dt_h)
@@ -113,4 +124,23 @@ def compute_kpis(
         "reopt_ms_p50": percentile(plan_ms, 50),
         "reopt_ms_p95": percentile(plan_ms, 95),
         "wall_s": wall_s,
+        "sessions_zero_energy": sum(
+            1
+            for asked, got in zip(energy_requested_kwh, energy_delivered_kwh, strict=True)
+            if asked >= ZERO_ENERGY_KWH and got < ZERO_ENERGY_KWH
+        ),
+        "delivered_ratio_jain": jain_index(energy_requested_kwh, energy_delivered_kwh),
+        "setpoint_changes_per_session_hour": setpoint_changes / session_hours if session_hours > 0 else None,
     }
+
+
+def jain_index(requested_kwh: Sequence[float], delivered_kwh: Sequence[float]) -> float | None:
+    """Jain's fairness index of delivered / requested over the sessions that asked for energy:
+    1 when every driver got the same share, 1/n when one got everything; None when nobody got
+    anything (no share to compare)."""
+    shares = np.array(
+        [min(1.0, got / asked) for asked, got in zip(requested_kwh, delivered_kwh, strict=True) if asked > 0],
+        dtype=float,
+    )
+    squares = float((shares**2).sum())
+    return float(shares.sum() ** 2 / (shares.size * squares)) if squares > 0 else None

@@ -58,6 +58,8 @@ def result_kpis(result: ReplayResult) -> dict[str, Any]:
         energy_delivered_kwh=[float(x) for x in result.delivered_kwh()],
         plan_ms=result.plan_ms,
         wall_s=result.wall_s,
+        setpoint_changes=result.setpoint_changes,
+        session_hours=result.session_hours(),
     )
 
 

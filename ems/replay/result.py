@@ -65,6 +65,12 @@ class ReplayResult:
     plugged in, and a dense sessions x steps array took 0.87 GB for a year of the office."""
     plan_ms: list[float] = field(default_factory=list)
     wall_s: float = 0.0
+    setpoint_changes: int = 0
+    """Times a car's allowed power changed between consecutive steps it was plugged in."""
+
+    def session_hours(self) -> float:
+        """Hours the replayed cars were plugged in (`setpoint_changes_per_session_hour`)."""
+        return sum((s.departure - s.arrival).total_seconds() for s in self.sessions) / 3600.0
 
     @property
     def ev_kw(self) -> FloatArray:
@@ -98,6 +104,7 @@ def _result(
     power: dict[tuple[int, int], float],
     plan_ms: list[float],
     wall0: float,
+    setpoint_changes: int = 0,
 ) -> ReplayResult:
     """What a replay measured, on the series that really happened over its `n_steps`."""
     step_s = actual.step_s
@@ -116,4 +123,5 @@ def _result(
         power_kw=_power_matrix(power, len(sessions), n_steps),
         plan_ms=plan_ms,
         wall_s=time.perf_counter() - wall0,
+        setpoint_changes=setpoint_changes,
     )

@@ -315,13 +315,28 @@ def test_kpis_recomputed_from_files(
         "cost_eur": sum(g * p for g, p in zip(grid, price, strict=True)) * dt_h,
         "protection_violations": violations,
         "max_protection_loading_ratio": max_ratio,
+        "sessions_zero_energy": sum(
+            float(r["energy_requested_kwh"]) >= 0.05 and float(r["energy_delivered_kwh"]) < 0.05
+            for r in sessions_out
+        ),
     }
+    shares = [
+        min(1.0, float(r["energy_delivered_kwh"]) / float(r["energy_requested_kwh"]))
+        for r in sessions_out
+        if float(r["energy_requested_kwh"]) > 0
+    ]
+    expected["delivered_ratio_jain"] = sum(shares) ** 2 / (len(shares) * sum(x * x for x in shares))
     assert ev_kwh == pytest.approx(delivered, rel=1e-9, abs=1e-6)
     for key, value in expected.items():
         assert k[key] == pytest.approx(value, rel=1e-6, abs=1e-6), key
     assert k["n_reoptimizations"] > 0
     assert k["reopt_ms_p50"] <= k["reopt_ms_p95"]
     assert k["wall_s"] > 0
+    # the uncontrolled cars are never sent a limit; the others follow plans that change
+    if strategy == "uncontrolled":
+        assert k["setpoint_changes_per_session_hour"] == 0
+    else:
+        assert k["setpoint_changes_per_session_hour"] > 0
 
 
 def test_multi_strategy_report_files(month: tuple[Path, Path, dict[str, dict[str, Any]]]) -> None:
