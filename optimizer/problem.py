@@ -91,6 +91,10 @@ class SolveOptions:
     """... and at least this many (a warm re-plan's stages 1–2 take only a few iterations: this
     floor is then the budget, and the earliness stage usually spends it)."""
     threads: int = 1
+    least_changes: bool = True
+    """After the stages, move power between cars so their set-points change least, every stage
+    value unchanged (`optimizer.smooth`); only with `tie_breaks`, and only in plans without the
+    minimum-current rule in force (where it measured worse, see `optimizer.solve._smoothed`)."""
 
 
 @dataclass(frozen=True)

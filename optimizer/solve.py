@@ -79,6 +79,7 @@ from optimizer.rounding import (
     _run,
     _solve_rounded,
 )
+from optimizer.smooth import least_changes
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -332,6 +333,10 @@ def _finish(
             tolerance_a=CHECK_TOLERANCE_A,
         )
         if report.ok:
+            t_smooth = time.perf_counter()
+            limits = limits if limits is not None else session_limits(problem, n)
+            power = _smoothed(problem, power, limits)
+            solve_ms += (time.perf_counter() - t_smooth) * 1e3
             return build_plan(
                 problem,
                 power,
@@ -348,6 +353,38 @@ def _finish(
     else:
         message = f"no optimal plan ({outcome.message or outcome.status})"
     return fallback_plan(problem, message, build_ms=build_ms, solve_ms=solve_ms)
+
+
+def _smoothed(problem: Problem, power: FloatArray, limits: list[SessionLimits]) -> FloatArray:
+    """`power` with the least set-point changes among plans of equal stage values
+    (`optimizer.smooth`), when that plan passes the same feasibility check; else as it was."""
+    options = problem.options
+    if not (options.least_changes and options.tie_breaks) or len(problem.sessions) < 2:
+        return power
+    if any(lim.pmin_kw > 0 for lim in limits):
+        # Under the minimum-current rule the pass keeps the on/off decisions, where most of the
+        # flicker is. Measured on the office June month: 2.5 % fewer set-point changes for a
+        # tenth more planning time, and 6 kWh more left undelivered (the cars that are on share
+        # the first hour differently); without the rule: 11 % fewer changes, 6 kWh less unmet.
+        return power
+    n = power.shape[1]
+    pv = np.array(aligned(problem.pv_kw, n, hold_last=False))
+    base = np.array(aligned(problem.base_load_kw, n, hold_last=False))
+    modes = [
+        _slot_mode(lim.connector, s.vehicle_phases) for s, lim in zip(problem.sessions, limits, strict=True)
+    ]
+    smoothed = least_changes(problem.site, power, limits, modes, pv, base, options.time_limit_s)
+    if smoothed is None:
+        return power
+    report = check(
+        problem.site,
+        {s.connector_id: smoothed[i] for i, s in enumerate(problem.sessions)},
+        {s.connector_id: s.vehicle_phases for s in problem.sessions},
+        pv.tolist(),
+        base.tolist(),
+        tolerance_a=CHECK_TOLERANCE_A,
+    )
+    return smoothed if report.ok else power
 
 
 def fallback_plan(problem: Problem, message: str, build_ms: float = 0.0, solve_ms: float = 0.0) -> Plan:
