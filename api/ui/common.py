@@ -18,7 +18,6 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -30,7 +29,7 @@ import ui
 from api.deps import ContextDep
 from ems.core.context import EmsContext
 from ems.drivers.links import derived_key, server_secret
-from ems.ocpi.datetimes import ensure_utc
+from ems.ocpi.datetimes import format_in_zone
 
 UI_DIR = Path(ui.__file__).resolve().parent
 templates = Jinja2Templates(directory=str(UI_DIR / "templates"))
@@ -53,7 +52,7 @@ def _in_zone(value: datetime | None, zone: str, fmt: str = "%Y-%m-%d %H:%M") -> 
     """A date-time in the site's zone, labelled with it (`CEST`), so no page mixes zones."""
     if value is None:
         return "–"
-    return ensure_utc(value).astimezone(ZoneInfo(zone)).strftime(f"{fmt} %Z")
+    return format_in_zone(value, zone, fmt)
 
 
 def _num(value: Any, digits: int = 1) -> str:

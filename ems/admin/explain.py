@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from ems import sites
 from ems.core.context import EmsContext
-from ems.ocpi.datetimes import format_ocpi_datetime
+from ems.ocpi.datetimes import format_in_zone, format_ocpi_datetime
 from ems.store.models import ChargingSession, Partner, ProfileRequest
 from ems.store.planning import PlanRecord, ProfileOutbox, SessionNeed
 from grid_models.electrical import ancestors
@@ -50,6 +50,8 @@ class ProfileStory:
     plan: PlanRecord | None
     need: NeedEstimate | None
     limits: tuple[str, ...]
+    timezone: str = "UTC"
+    """The zone of the plan's site: times are shown in it (and in UTC, as OCPI has them)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ def _story(ctx: EmsContext, db: DbSession, charging: ChargingSession, row: Profi
     )
     need = None
     limits: tuple[str, ...] = ()
+    zone = "UTC"
     if plan is not None:
         estimate = db.scalars(
             select(SessionNeed).where(
@@ -136,7 +139,7 @@ def _story(ctx: EmsContext, db: DbSession, charging: ChargingSession, row: Profi
                 estimate.max_power_source,
             )
         planned = (plan.result.get("sessions") or {}).get(charging.session_id) or {}
-        limits = _limits(ctx, plan.site_id, plan.site_version, str(planned.get("connector", "")))
+        limits, zone = _limits(ctx, plan.site_id, plan.site_version, str(planned.get("connector", "")))
     return ProfileStory(
         row.kind,
         row.created_at,
@@ -150,15 +153,17 @@ def _story(ctx: EmsContext, db: DbSession, charging: ChargingSession, row: Profi
         plan,
         need,
         limits,
+        zone,
     )
 
 
-def _limits(ctx: EmsContext, site_id: str, version: int, connector_id: str) -> tuple[str, ...]:
-    """The connector's own rating, each protection from it up to the grid, and the connection."""
+def _limits(ctx: EmsContext, site_id: str, version: int, connector_id: str) -> tuple[tuple[str, ...], str]:
+    """The connector's own rating, each protection from it up to the grid, and the connection;
+    and the site's time zone."""
     try:
         site = sites.get_site(ctx, site_id, version, include_deleted=True).site
     except sites.SiteNotFoundError:
-        return (f"site {site_id} v{version} no longer stored",)
+        return (f"site {site_id} v{version} no longer stored",), "UTC"
     lines = []
     above = ancestors(site)
     rating_a = {p.id: p.rated_current_a for p in site.protections}
@@ -171,14 +176,19 @@ def _limits(ctx: EmsContext, site_id: str, version: int, connector_id: str) -> t
                     f"protection {p}: {rating_a[p]:g} A per phase" for p in above.get(cp.protection, ())
                 ]
     lines.append(f"grid connection: {site.grid_connection.max_power_kw:g} kW")
-    return tuple(lines)
+    return tuple(lines), site.timezone
 
 
 def describe_profile(profile: ProfileStory) -> list[str]:
     """The profile's story in lines, the same for `ems explain` and the admin page."""
     answer = profile.answer or (f"no answer ({profile.error})" if profile.error else "not sent yet")
+
+    def at(moment: datetime) -> str:
+        local = format_in_zone(moment, profile.timezone, "%Y-%m-%d %H:%M:%S")
+        return f"{local} ({format_ocpi_datetime(moment)})"
+
     lines = [
-        f"{profile.kind} queued {format_ocpi_datetime(profile.queued_at)}, {profile.state}, "
+        f"{profile.kind} queued {at(profile.queued_at)}, {profile.state}, "
         f"{profile.attempts} attempt(s); CPO answered {answer}"
         + (f", result {profile.result}" if profile.result else "")
     ]
@@ -193,7 +203,7 @@ def describe_profile(profile: ProfileStory) -> list[str]:
         lines.append("plan: none recorded (sent before plans were linked, or its plan was pruned)")
     else:
         lines.append(
-            f"plan {plan.id} for {format_ocpi_datetime(plan.planned_for)}, trigger {plan.trigger}, "
+            f"plan {plan.id} for {at(plan.planned_for)}, trigger {plan.trigger}, "
             f"{plan.status} ({plan.method}, objective {plan.objective}); "
             f"site {plan.site_id} v{plan.site_version}; "
             f"inputs digest {plan.inputs_digest[:16]}"
@@ -204,7 +214,7 @@ def describe_profile(profile: ProfileStory) -> list[str]:
         lines.append(
             f"need: {need.energy_needed_kwh:.1f} kWh ({need.energy_source}) "
             f"+ {need.energy_extra_kwh:.1f} kWh from PV only, "
-            f"by {format_ocpi_datetime(need.departure)} ({need.departure_source}), "
+            f"by {at(need.departure)} ({need.departure_source}), "
             f"at most {power} ({need.max_power_source})"
         )
     lines += [f"limit: {limit}" for limit in profile.limits]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 from pydantic_core import PydanticCustomError
@@ -88,6 +89,12 @@ def ensure_utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def format_in_zone(value: datetime, zone: str, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """`value` in the time zone `zone` (a site's), labelled with it (`CEST`): what people read,
+    where OCPI and the database keep UTC (naive = UTC)."""
+    return ensure_utc(value).astimezone(ZoneInfo(zone)).strftime(f"{fmt} %Z")
 
 
 def format_ocpi_datetime(value: datetime) -> str:

@@ -77,6 +77,8 @@ class SiteSummary:
     current_version: int
     created_at: datetime
     updated_at: datetime
+    timezone: str = "UTC"
+    """The site's zone, in which its times are shown."""
 
 
 @dataclass(frozen=True)
@@ -296,7 +298,12 @@ def list_sites(ctx: EmsContext) -> list[SiteSummary]:
         ).all()
         return [
             SiteSummary(
-                site.id, str(v.data.get("name", "")), site.current_version, site.created_at, site.updated_at
+                site.id,
+                str(v.data.get("name", "")),
+                site.current_version,
+                site.created_at,
+                site.updated_at,
+                _zone_of(v.data),
             )
             for site, v in rows
         ]
@@ -318,3 +325,9 @@ def delete_site(ctx: EmsContext, site_id: str) -> None:
         row.deleted_at = utcnow()
         version = row.current_version
     ctx.bus.publish(SiteChanged(site_id, version, utcnow(), deleted=True))
+
+
+def _zone_of(data: dict[str, Any]) -> str:
+    """The stored site file's time zone (validated when it was stored; UTC if it is not there)."""
+    zone = data.get("timezone")
+    return zone if isinstance(zone, str) and zone else "UTC"

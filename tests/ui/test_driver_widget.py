@@ -71,6 +71,9 @@ def test_a_driver_sets_departure_and_soc_and_sees_the_plan_redraw(live: LiveEms,
     second_plan = drawn_plan(phone)
     assert second_plan > first_plan
     expect(phone.get_by_test_id("expected")).to_contain_text("28.0 kWh")  # 70% of 40, 1.5 of it so far
+    # times are the station's, and say so
+    expect(phone.get_by_test_id("departure-zone")).to_contain_text("Europe/Paris")
+    expect(phone.get_by_test_id("departure")).to_have_text(re.compile(r"^\w{3} \d\d:\d\d CES?T$"))
     screenshot(phone, "driver-widget-plan")
 
     # the driver must leave much earlier and needs more: the plan is redrawn, the need not met

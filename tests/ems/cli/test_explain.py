@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -35,6 +36,9 @@ def test_explain_tells_the_plan_the_need_the_limits_and_the_answer(ems: RunningE
     assert "profile: +0s 32 A" in text
     assert "limit: connector" in text and "limit: grid connection: 43 kW" in text
     assert "limit: protection" in text
+    # times in the site's zone (the office is in Paris), with the UTC that OCPI carries
+    assert re.search(r"queued \d{4}-\d\d-\d\d \d\d:\d\d:\d\d CES?T \(\d{4}-\d\d-\d\dT[\d:.]+Z\)", text), text
+    assert re.search(r"by \d{4}-\d\d-\d\d \d\d:\d\d:\d\d CES?T \(", text), text
 
 
 def test_explain_names_what_is_wrong(ems: RunningEms) -> None:
