@@ -29,6 +29,9 @@ Method = Literal[
     "uncontrolled_capped",
     "equal_share",
     "pv_surplus",
+    "fcfs",
+    "edf",
+    "llf",
     "perfect_foresight",
 ]
 

@@ -35,7 +35,8 @@ def replay_command(
         str,
         typer.Option(
             "--strategy",
-            help="optimized | uncontrolled | equal_share | pv_surplus | perfect_foresight, or a comma list",
+            help="optimized | uncontrolled | equal_share | pv_surplus | fcfs | edf | llf | "
+            "perfect_foresight, or a comma list",
         ),
     ] = "optimized",
     out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("replay-out"),

@@ -60,7 +60,7 @@ from ems.replay.virtual_cpo import (
 from ems.sites.series import Series
 from grid_models.site import Site
 from optimizer.problem import Plan, Problem
-from optimizer.strategies import equal_share, pv_surplus, uncontrolled
+from optimizer.strategies import edf, equal_share, fcfs, llf, pv_surplus, uncontrolled
 
 # The public names this module held before it was cut in parts (issue #15): still importable here.
 __all__ = [
@@ -85,11 +85,23 @@ __all__ = [
     "replay_span",
 ]
 
-STRATEGIES = ("optimized", "uncontrolled", "equal_share", "pv_surplus", "perfect_foresight")
+STRATEGIES = (
+    "optimized",
+    "uncontrolled",
+    "equal_share",
+    "pv_surplus",
+    "fcfs",
+    "edf",
+    "llf",
+    "perfect_foresight",
+)
 BASELINES: dict[str, Callable[[Problem], Plan]] = {
     "uncontrolled": uncontrolled,
     "equal_share": equal_share,
     "pv_surplus": pv_surplus,
+    "fcfs": fcfs,
+    "edf": edf,
+    "llf": llf,
 }
 
 

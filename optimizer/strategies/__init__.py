@@ -8,7 +8,15 @@ from collections.abc import Callable
 
 from optimizer.problem import Plan, Problem
 from optimizer.solve import solve
-from optimizer.strategies.baselines import equal_share, pv_surplus, uncontrolled, uncontrolled_capped
+from optimizer.strategies.baselines import (
+    edf,
+    equal_share,
+    fcfs,
+    llf,
+    pv_surplus,
+    uncontrolled,
+    uncontrolled_capped,
+)
 from optimizer.strategies.perfect_foresight import perfect_foresight
 
 STRATEGIES: dict[str, Callable[[Problem], Plan]] = {
@@ -17,12 +25,18 @@ STRATEGIES: dict[str, Callable[[Problem], Plan]] = {
     "uncontrolled_capped": uncontrolled_capped,
     "equal_share": equal_share,
     "pv_surplus": pv_surplus,
+    "fcfs": fcfs,
+    "edf": edf,
+    "llf": llf,
     "perfect_foresight": perfect_foresight,
 }
 
 __all__ = [
     "STRATEGIES",
+    "edf",
     "equal_share",
+    "fcfs",
+    "llf",
     "perfect_foresight",
     "pv_surplus",
     "uncontrolled",

@@ -17,8 +17,9 @@ from optimizer.plan import SessionLimits, build_plan, session_limits
 from optimizer.problem import Plan, Problem, aligned, validate_problem
 
 FloatArray = npt.NDArray[np.float64]
-Allot = Callable[[int, FloatArray, FloatArray, float, float], FloatArray]
-"""(step, wanted kW per session, minimum kW per session, PV kW, base kW) -> kW per session."""
+Allot = Callable[[int, FloatArray, FloatArray, float, float, FloatArray], FloatArray]
+"""(step, wanted kW per session, minimum kW per session, PV kW, base kW, kWh still to deliver
+per session) -> kW per session."""
 
 
 def _simulate(problem: Problem, limits: list[SessionLimits], allot: Allot) -> FloatArray:
@@ -34,7 +35,7 @@ def _simulate(problem: Problem, limits: list[SessionLimits], allot: Allot) -> Fl
         live = np.array([lim.start <= t < lim.end for lim in limits], dtype=bool)
         want = np.where(live, np.minimum(pmax, remaining / dt_h), 0.0)
         want[want < np.maximum(pmin, 1e-9)] = 0.0  # a vehicle below its minimum current cannot charge
-        p = allot(t, want, pmin, pv[t], base[t]) if want.any() else np.zeros(len(limits))
+        p = allot(t, want, pmin, pv[t], base[t], remaining) if want.any() else np.zeros(len(limits))
         power[:, t] = p
         remaining = np.maximum(0.0, remaining - p * dt_h)
     return power
@@ -48,7 +49,9 @@ def uncontrolled(problem: Problem) -> Plan:
     """Full power from arrival until the need is delivered, whatever the protections say."""
     validate_problem(problem)
     limits = session_limits(problem)
-    return _plan(problem, _simulate(problem, limits, lambda t, want, pmin, pv, base: want), "uncontrolled")
+    return _plan(
+        problem, _simulate(problem, limits, lambda t, want, pmin, pv, base, left: want), "uncontrolled"
+    )
 
 
 def uncontrolled_capped(problem: Problem) -> Plan:
@@ -112,7 +115,9 @@ def equal_share(problem: Problem) -> Plan:
     limits = session_limits(problem)
     mats = limit_matrix(problem)
 
-    def allot(t: int, want: FloatArray, pmin: FloatArray, pv: float, base: float) -> FloatArray:
+    def allot(
+        t: int, want: FloatArray, pmin: FloatArray, pv: float, base: float, left: FloatArray
+    ) -> FloatArray:
         p = _water_fill(problem, mats, limits, want, pv, base)
         return _drop_below_min(problem, mats, limits, p, want, pmin, pv, base)
 
@@ -162,10 +167,98 @@ def pv_surplus(problem: Problem) -> Plan:
         ]
     )
 
-    def allot(t: int, want: FloatArray, pmin: FloatArray, pv: float, base: float) -> FloatArray:
+    def allot(
+        t: int, want: FloatArray, pmin: FloatArray, pv: float, base: float, left: FloatArray
+    ) -> FloatArray:
         floor_kw = float(np.where(want > 0, np.minimum(min_kw, want), 0.0).sum())
         cap = max(pv - base, floor_kw)
         p = _water_fill(problem, mats, limits, want, pv, base, total_cap_kw=cap)
         return _drop_below_min(problem, mats, limits, p, want, pmin, pv, base, total_cap_kw=cap)
 
     return _plan(problem, _simulate(problem, limits, allot), "pv_surplus")
+
+
+def _in_order(
+    problem: Problem,
+    mats: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
+    order: list[int],
+    want: FloatArray,
+    pmin: FloatArray,
+    pv: float,
+    base: float,
+) -> FloatArray:
+    """Each session in `order` at the most it wants that every protection (each phase) and the
+    grid connection still allow after those before it; one the rest leaves below its minimum
+    gets nothing. Nothing at all where PV and base load alone break a limit."""
+    a, pv_a, base_a, rated = mats
+    c = pv_a * pv + base_a * base
+    power = np.zeros(len(want))
+    if np.any(np.abs(c) > rated + 1e-9):
+        return power
+    headroom = rated - c
+    grid_left = problem.site.grid_connection.max_power_kw - base + pv
+    for i in order:
+        if want[i] <= 0 or grid_left <= 1e-9:
+            continue
+        rows = a[:, i] > 1e-12
+        room = float(np.min(headroom[rows] / a[rows, i])) if rows.any() else np.inf
+        p = max(0.0, min(float(want[i]), room, grid_left))
+        if p < max(pmin[i], 1e-9) - 1e-9:
+            continue
+        power[i] = p
+        headroom -= a[:, i] * p
+        grid_left -= p
+    return power
+
+
+def _priority(
+    problem: Problem, method: str, key: Callable[[int, int, FloatArray, list[SessionLimits]], float]
+) -> Plan:
+    """A plan that serves sessions step by step in the order of `key(session, step, kWh left,
+    limits)` (smallest first, ties in the problem's order: the order the CPO's sessions came)."""
+    validate_problem(problem)
+    limits = session_limits(problem)
+    mats = limit_matrix(problem)
+
+    def allot(
+        t: int, want: FloatArray, pmin: FloatArray, pv: float, base: float, left: FloatArray
+    ) -> FloatArray:
+        order = sorted(range(len(limits)), key=lambda i: (key(i, t, left, limits), i))
+        return _in_order(problem, mats, order, want, pmin, pv, base)
+
+    return _plan(problem, _simulate(problem, limits, allot), method)
+
+
+def fcfs(problem: Problem) -> Plan:
+    """First come, first served within the limits: each car in arrival order at the most the
+    protections and the grid allow (a car already plugged in came before one announced)."""
+    now = problem.now
+
+    def arrival_s(i: int, t: int, left: FloatArray, limits: list[SessionLimits]) -> float:
+        arrival = problem.sessions[i].arrival
+        return (arrival - now).total_seconds() if arrival is not None else 0.0
+
+    return _priority(problem, "fcfs", arrival_s)
+
+
+def edf(problem: Problem) -> Plan:
+    """Earliest deadline first within the limits: the car leaving soonest is served first."""
+    now = problem.now
+
+    def departure_s(i: int, t: int, left: FloatArray, limits: list[SessionLimits]) -> float:
+        return (problem.sessions[i].departure - now).total_seconds()
+
+    return _priority(problem, "edf", departure_s)
+
+
+def llf(problem: Problem) -> Plan:
+    """Least laxity first within the limits: the car with the least slack (hours left in its
+    window minus the hours its remaining need takes at full power) is served first."""
+    dt_h = problem.step_s / 3600.0
+
+    def laxity_h(i: int, t: int, left: FloatArray, limits: list[SessionLimits]) -> float:
+        lim = limits[i]
+        full_h = float(left[i]) / lim.pmax_kw if lim.pmax_kw > 0 else np.inf
+        return (lim.end - t) * dt_h - full_h
+
+    return _priority(problem, "llf", laxity_h)

@@ -12,7 +12,10 @@ from test_optimizer_solve import depot_problem
 from optimizer import Plan, Problem, Session, SolveOptions, solve
 from optimizer.strategies import (
     STRATEGIES,
+    edf,
     equal_share,
+    fcfs,
+    llf,
     perfect_foresight,
     pv_surplus,
     uncontrolled,
@@ -57,6 +60,9 @@ STRATS: dict[str, Callable[[Problem], Plan]] = {
     "uncontrolled_capped": uncontrolled_capped,
     "equal_share": equal_share,
     "pv_surplus": pv_surplus,
+    "fcfs": fcfs,
+    "edf": edf,
+    "llf": llf,
     "perfect_foresight": perfect_foresight,
 }
 
@@ -109,6 +115,70 @@ def test_pv_surplus_follows_the_sun_and_trickles_otherwise() -> None:
     plan = pv_surplus(p)
     assert_feasible(p, plan)
     assert plan.sessions["sa"].power_kw == pytest.approx((1.38, 3.0, 1.38))
+
+
+def _two_on_one_breaker() -> Problem:
+    """Two single-phase cars on one 20 A breaker (4.6 kW for both): `sa` came first and leaves
+    last with a lot to take, `sb` came an hour later and leaves in two hours."""
+    site = one_breaker_site(20.0, [("a", ("L1",), 16.0), ("b", ("L1",), 16.0)])
+    return Problem(
+        site,
+        NOW,
+        (
+            Session("sa", "a", 20.0, at(6)),
+            Session("sb", "b", 3.68, at(3), arrival=at(1)),
+        ),
+        step_s=3600,
+        options=SolveOptions(min_current=False),
+    )
+
+
+def test_fcfs_serves_the_first_car_at_the_most_the_breaker_allows() -> None:
+    p = _two_on_one_breaker()
+    plan = fcfs(p)
+    assert_feasible(p, plan)
+    # sa takes its 16 A (3.68 kW), sb the 4 A left, never more than the breaker's 20 A
+    assert plan.sessions["sa"].power_kw[:3] == pytest.approx((3.68, 3.68, 3.68))
+    assert plan.sessions["sb"].power_kw[:3] == pytest.approx((0.0, 0.92, 0.92))
+
+
+def test_edf_serves_the_car_leaving_first() -> None:
+    p = _two_on_one_breaker()
+    plan = edf(p)
+    assert_feasible(p, plan)
+    assert plan.sessions["sb"].power_kw[1] == pytest.approx(3.68)  # sb leaves at 3, sa at 6
+    assert plan.sessions["sa"].power_kw[:2] == pytest.approx((3.68, 0.92))
+    assert plan.sessions["sb"].energy_planned_kwh == pytest.approx(3.68)
+
+
+def test_llf_serves_the_car_with_the_least_slack() -> None:
+    # sa needs 20 kWh in 6 h at 3.68 kW: 0.57 h of slack at the start; sb, 3.68 kWh in its 2 h:
+    # 1 h of slack. LLF serves sa first, EDF would serve sb.
+    p = _two_on_one_breaker()
+    plan = llf(p)
+    assert_feasible(p, plan)
+    assert plan.sessions["sa"].power_kw[1] == pytest.approx(3.68)
+    assert plan.sessions["sb"].power_kw[1] == pytest.approx(0.92)
+
+
+def test_priority_strategies_are_per_phase() -> None:
+    """Two cars on different phases of one 16 A breaker do not compete: both at 16 A, where a
+    single-line split of 16 A × 230 V would have held them to 1.84 kW each."""
+    site = one_breaker_site(16.0, [("a", ("L1",), 16.0), ("b", ("L2",), 16.0)])
+    p = Problem(site, NOW, (Session("sa", "a", 20.0, at(4)), Session("sb", "b", 20.0, at(4))), step_s=3600)
+    for strategy in (fcfs, edf, llf):
+        plan = strategy(p)
+        assert_feasible(p, plan)
+        assert plan.sessions["sa"].power_kw[0] == pytest.approx(3.68)
+        assert plan.sessions["sb"].power_kw[0] == pytest.approx(3.68)
+
+
+def test_a_car_left_below_its_minimum_gets_nothing() -> None:
+    site = one_breaker_site(20.0, [("a", ("L1",), 16.0), ("b", ("L1",), 16.0)])
+    p = Problem(site, NOW, (Session("sa", "a", 20.0, at(4)), Session("sb", "b", 20.0, at(4))), step_s=3600)
+    plan = fcfs(p)  # the rule is on: 4 A left for sb, under its 6 A
+    assert_feasible(p, plan)
+    assert plan.sessions["sb"].power_kw[0] == 0.0
 
 
 def test_perfect_foresight_sees_future_arrivals_and_beats_the_baselines() -> None:
