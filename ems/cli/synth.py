@@ -17,7 +17,7 @@ import typer
 
 from ems.cli.common import InputError, fail_input, read_site_option
 from ems.replay.log import write_sessions_csv
-from ems.replay.synth import PATTERNS, Pattern, SynthError, synth_log
+from ems.replay.synth import PATTERNS, DeclarationRule, Pattern, SynthError, redeclare, synth_log
 
 app = typer.Typer(add_completion=False, help="Synthetic session logs (formats §3).")
 
@@ -43,6 +43,7 @@ def run_synth(
     seed: str | None,
     sessions_per_day: str | None,
     out: Path | None,
+    declare: dict[str, str | None] | None = None,
 ) -> dict[str, object]:
     """The whole command without the terminal: `InputError` on bad input, the summary otherwise."""
     for value, option in (
@@ -73,6 +74,7 @@ def run_synth(
             raise InputError(f"--sessions-per-day must be a number, got {sessions_per_day!r}") from None
         if not math.isfinite(rate) or rate <= 0:
             raise InputError(f"--sessions-per-day must be a positive number, got {sessions_per_day!r}")
+    rule = _declaration_rule(declare or {})
     site = read_site_option(site_path)
     if out.is_dir():
         raise InputError(f"--out {out}: is a folder, expected a file name")
@@ -80,8 +82,9 @@ def run_synth(
         log = synth_log(site, cast(Pattern, pattern), start_date, n_days, seed_value, rate)
     except SynthError as exc:
         raise InputError(f"--site {site_path}: {exc}") from None
+    written = list(log.sessions) if rule is None else redeclare(log.sessions, rule, seed_value + 1)
     try:
-        write_sessions_csv(log.sessions, out)
+        write_sessions_csv(written, out)
     except OSError as exc:
         raise InputError(f"--out {out}: cannot write ({exc.strerror or exc})") from None
     return {
@@ -94,7 +97,34 @@ def run_synth(
         "start": start_date.isoformat(),
         "days": n_days,
         "seed": seed_value,
+        **({} if rule is None else {"declarations": rule.__dict__}),
     }
+
+
+DECLARE_OPTIONS = {
+    "departure_error_ratio": "--declare-departure-error",
+    "departure_missing": "--declare-departure-missing",
+    "energy_missing": "--declare-energy-missing",
+    "energy_error_ratio": "--declare-energy-error",
+}
+
+
+def _declaration_rule(declare: dict[str, str | None]) -> DeclarationRule | None:
+    """The rule the `--declare-*` options give (None: the drivers' habits stay)."""
+    given = {name: text for name, text in declare.items() if text is not None}
+    if not given:
+        return None
+    values: dict[str, float] = {}
+    for name, text in given.items():
+        try:
+            values[name] = float(text)
+        except ValueError:
+            raise InputError(f"{DECLARE_OPTIONS[name]} must be a number, got {text!r}") from None
+    rule = DeclarationRule(**values)
+    for problem in rule.problems():
+        name = problem.split(" ", 1)[0]
+        raise InputError(problem.replace(name, DECLARE_OPTIONS[name], 1))
+    return rule
 
 
 def synth_command(
@@ -111,10 +141,37 @@ def synth_command(
         ),
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="sessions.csv to write (formats §3)")] = None,
+    departure_error: Annotated[
+        str | None,
+        typer.Option(
+            "--declare-departure-error",
+            help="declare every departure off by Uniform(-r, r) x the stay (replaces the habits)",
+        ),
+    ] = None,
+    departure_missing: Annotated[
+        str | None,
+        typer.Option("--declare-departure-missing", help="share of sessions declaring no departure"),
+    ] = None,
+    energy_missing: Annotated[
+        str | None, typer.Option("--declare-energy-missing", help="share of sessions declaring no energy")
+    ] = None,
+    energy_error: Annotated[
+        str | None,
+        typer.Option("--declare-energy-error", help="declare every energy x Uniform(1-r, 1+r)"),
+    ] = None,
 ) -> None:
-    """Write a seeded synthetic session log for a site and print a one-line JSON summary."""
+    """Write a seeded synthetic session log for a site and print a one-line JSON summary.
+
+    With any `--declare-*` option every session's declarations follow that rule instead of the
+    drivers' habits (and no state of charge is declared)."""
+    declare = {
+        "departure_error_ratio": departure_error,
+        "departure_missing": departure_missing,
+        "energy_missing": energy_missing,
+        "energy_error_ratio": energy_error,
+    }
     try:
-        summary = run_synth(site, pattern, start, days, seed, sessions_per_day, out)
+        summary = run_synth(site, pattern, start, days, seed, sessions_per_day, out, declare)
     except InputError as exc:
         fail_input("synth", str(exc))
     typer.echo(json.dumps(summary))

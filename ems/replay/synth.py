@@ -52,6 +52,10 @@ Both patterns:
   free, otherwise one at random); if none is free it goes elsewhere: skipped and counted.
 - no public holidays or vacations are modelled.
 
+`redeclare` replaces those habits by a rule for every session (`DeclarationRule`: a departure
+off by a share of the stay, energies off by a factor, a share of each missing), for measuring
+what a planner loses to what drivers tell it.
+
 Year series (`synth_year_series`), 15-minute rows over the calendar year in the site's zone:
 - PV = pvlib clear sky (`ems.sites.forecasts.pv_clear_sky_kw`, one call for the whole year) ×
   (1 − cloudiness); the daily cloudiness is Beta with a seasonal mean (0.55 mid-January,
@@ -69,7 +73,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Literal, get_args
@@ -433,6 +437,68 @@ def synth_sessions(
 ) -> list[LoggedSession]:
     """The session log of `synth_log`, in arrival order (the skipped cars are not in it)."""
     return list(synth_log(site, pattern, start_date, days, seed, sessions_per_day).sessions)
+
+
+@dataclass(frozen=True)
+class DeclarationRule:
+    """Declarations drawn for every session of a log, replacing the drivers' habits: how much a
+    planner loses to what drivers tell it, measured against logs of known truth (issue #16's
+    harsh week: `DeclarationRule(0.2, 0.15, 0.25, 0.2)`; none at all: `DeclarationRule(0, 1, 1, 0)`).
+    """
+
+    departure_error_ratio: float = 0.0
+    """The declared departure is off by Uniform(−r, +r) × the stay (at least 15 min after arrival)."""
+    departure_missing: float = 0.0
+    """Share of the sessions with no declared departure."""
+    energy_missing: float = 0.0
+    """Share of the sessions with no declared energy."""
+    energy_error_ratio: float = 0.0
+    """The declared energy is the true one × Uniform(1 − r, 1 + r)."""
+
+    def problems(self) -> list[str]:
+        out = []
+        for name in ("departure_missing", "energy_missing"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+                out.append(f"{name} must be a share between 0 and 1, got {value!r}")
+        if not (math.isfinite(self.departure_error_ratio) and self.departure_error_ratio >= 0.0):
+            out.append(f"departure_error_ratio must be >= 0, got {self.departure_error_ratio!r}")
+        if not (math.isfinite(self.energy_error_ratio) and 0.0 <= self.energy_error_ratio < 1.0):
+            out.append(f"energy_error_ratio must be >= 0 and < 1, got {self.energy_error_ratio!r}")
+        return out
+
+
+def redeclare(sessions: Sequence[LoggedSession], rule: DeclarationRule, seed: int) -> list[LoggedSession]:
+    """`sessions` with their declarations drawn by `rule` from `seed` (same arguments, same log).
+    The state of charge and battery capacity are dropped: what the planner is told is then only
+    the departure and the energy the rule declares."""
+    problems = rule.problems()
+    if problems:
+        raise SynthError("; ".join(problems))
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in sessions:
+        stay_s = (s.departure - s.arrival).total_seconds()
+        u_departure, u_error, u_energy, u_factor = rng.random(4)
+        departure: datetime | None = None
+        if u_departure >= rule.departure_missing:
+            error_s = (2.0 * u_error - 1.0) * rule.departure_error_ratio * stay_s
+            departure = max(s.departure + timedelta(seconds=error_s), s.arrival + timedelta(minutes=15))
+            departure = departure.replace(microsecond=0)
+        energy: float | None = None
+        if u_energy >= rule.energy_missing:
+            factor = 1.0 + (2.0 * u_factor - 1.0) * rule.energy_error_ratio
+            energy = round(s.energy_kwh * factor, 2)
+        out.append(
+            replace(
+                s,
+                declared_departure=departure,
+                declared_energy_kwh=energy,
+                soc_arrival_pct=None,
+                battery_capacity_kwh=None,
+            )
+        )
+    return out
 
 
 # ---- writers ------------------------------------------------------------------------------------

@@ -27,7 +27,9 @@ from ems.cli.synth import synth_command
 from ems.replay.log import CSV_COLUMNS as SESSION_COLUMNS
 from ems.replay.log import sessions_csv_text
 from ems.replay.synth import (
+    DeclarationRule,
     SynthError,
+    redeclare,
     series_csv_text,
     synth_log,
     synth_sessions,
@@ -365,6 +367,10 @@ def test_cli_writes_the_log_and_a_one_line_summary(tmp_path: Path) -> None:
         ({"--sessions-per-day": "-3"}, "--sessions-per-day must be a positive"),
         ({"--out": None}, "missing --out"),
         ({"--out": "FOLDER"}, "is a folder"),
+        ({"--declare-energy-error": "1.5"}, "--declare-energy-error must be >= 0 and < 1"),
+        ({"--declare-departure-missing": "2"}, "--declare-departure-missing must be a share"),
+        ({"--declare-energy-missing": "some"}, "--declare-energy-missing must be a number"),
+        ({"--declare-departure-error": "-0.1"}, "--declare-departure-error must be >= 0"),
     ],
 )
 def test_cli_bad_input_one_line_exit_2(tmp_path: Path, change: dict[str, str | None], message: str) -> None:
@@ -394,3 +400,97 @@ def test_cli_bad_input_one_line_exit_2(tmp_path: Path, change: dict[str, str | N
     assert len(lines) == 1 and lines[0].startswith("ems synth: error:"), r.stderr
     assert message in lines[0], lines[0]
     assert r.stdout == ""
+
+
+# ---- declarations by rule ------------------------------------------------------------------------
+
+
+def test_harsh_declarations_follow_the_rule() -> None:
+    truth = synth_sessions(OFFICE, "workplace", JUNE, 30, 1)
+    rule = DeclarationRule(
+        departure_error_ratio=0.2, departure_missing=0.15, energy_missing=0.25, energy_error_ratio=0.2
+    )
+    told = redeclare(truth, rule, seed=7)
+    assert redeclare(truth, rule, seed=7) == told  # same seed, same log
+    assert [
+        dataclasses.replace(
+            s,
+            declared_departure=None,
+            declared_energy_kwh=None,
+            soc_arrival_pct=None,
+            battery_capacity_kwh=None,
+        )
+        for s in told
+    ] == [
+        dataclasses.replace(
+            s,
+            declared_departure=None,
+            declared_energy_kwh=None,
+            soc_arrival_pct=None,
+            battery_capacity_kwh=None,
+        )
+        for s in truth
+    ]
+    n = len(told)
+    no_departure = sum(s.declared_departure is None for s in told) / n
+    no_energy = sum(s.declared_energy_kwh is None for s in told) / n
+    assert 0.08 <= no_departure <= 0.22 and 0.17 <= no_energy <= 0.33
+    assert all(s.soc_arrival_pct is None and s.battery_capacity_kwh is None for s in told)
+    for real, s in zip(truth, told, strict=True):
+        stay_s = (real.departure - real.arrival).total_seconds()
+        if s.declared_departure is not None:
+            off_s = abs((s.declared_departure - real.departure).total_seconds())
+            assert off_s <= 0.2 * stay_s + 1 or s.declared_departure == (real.arrival + timedelta(minutes=15))
+            assert s.declared_departure >= real.arrival + timedelta(minutes=15)
+        if s.declared_energy_kwh is not None:
+            assert 0.8 * real.energy_kwh - 0.01 <= s.declared_energy_kwh <= 1.2 * real.energy_kwh + 0.01
+    errors = [
+        abs((s.declared_departure - r.departure).total_seconds()) / (r.departure - r.arrival).total_seconds()
+        for r, s in zip(truth, told, strict=True)
+        if s.declared_departure is not None
+    ]
+    assert 0.07 <= statistics.mean(errors) <= 0.13  # Uniform(-0.2, 0.2): a mean of 0.1
+
+
+def test_no_declarations_at_all() -> None:
+    truth = synth_sessions(OFFICE, "workplace", JUNE, 7, 1)
+    told = redeclare(truth, DeclarationRule(departure_missing=1.0, energy_missing=1.0), seed=1)
+    assert all(s.declared_departure is None and s.declared_energy_kwh is None for s in told)
+    with pytest.raises(SynthError, match="energy_error_ratio"):
+        redeclare(truth, DeclarationRule(energy_error_ratio=1.0), seed=1)
+
+
+def test_cli_declares_by_rule(tmp_path: Path) -> None:
+    out = tmp_path / "harsh.csv"
+    argv = [
+        "synth",
+        "--site",
+        str(OFFICE_PATH),
+        "--pattern",
+        "workplace",
+        "--start",
+        "2026-06-01",
+        "--days",
+        "7",
+    ]
+    argv += [
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "--declare-departure-missing",
+        "1",
+        "--declare-energy-error",
+        "0.1",
+    ]
+    r = CliRunner().invoke(_ems(), argv)
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["declarations"] == {
+        "departure_error_ratio": 0.0,
+        "departure_missing": 1.0,
+        "energy_missing": 0.0,
+        "energy_error_ratio": 0.1,
+    }
+    rows = _rows(out.read_text(encoding="utf-8"))
+    assert rows and all(row["declared_departure"] == "" and row["declared_energy_kwh"] != "" for row in rows)
