@@ -49,11 +49,13 @@ def _local(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return value.strftime(fmt)
 
 
-def _in_zone(value: datetime | None, zone: str, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    """A date-time in the site's zone, labelled with it (`CEST`), so no page mixes zones."""
+def _in_zone(value: datetime | None, zone: str, fmt: str = "%Y-%m-%d %H:%M", *, named: bool = False) -> str:
+    """A date-time in the site's zone, labelled with it (`CEST`), so no page mixes zones;
+    `named` spells the zone out too (`Europe/Paris (CEST)`) where a reader may not know it."""
     if value is None:
         return "–"
-    return ensure_utc(value).astimezone(ZoneInfo(zone)).strftime(f"{fmt} %Z")
+    label = f"{zone} (%Z)" if named else "%Z"
+    return ensure_utc(value).astimezone(ZoneInfo(zone)).strftime(f"{fmt} {label}")
 
 
 def _num(value: Any, digits: int = 1) -> str:
