@@ -3,6 +3,7 @@ an element onto a new parent, and the version diff that shows the move."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -81,14 +82,19 @@ def background_point(page: Page) -> tuple[float, float]:
     return point[0], point[1]
 
 
-def drag(page: Page, source: str, target: str) -> None:
-    """Press on `source`, move there in small steps as a hand would, release on `target`."""
+def drag(page: Page, source: str, target: str, lit: str) -> None:
+    """Press on `source`, move in small steps as a hand would, release on `target`; while over
+    it, the target is lit as `lit` (drop-target or drop-refused) and a ghost follows the pointer."""
     (sx, sy), (tx, ty) = centre(page, source), centre(page, target)
     page.mouse.move(sx, sy)
     page.mouse.down()
     page.mouse.move(sx + 8, sy + 8, steps=4)
     page.mouse.move(tx, ty, steps=15)
+    expect(page.get_by_test_id(target)).to_have_class(re.compile(rf"\b{lit}\b"))
+    expect(page.locator("svg.diagram .ghost")).to_have_count(1)
+    expect(page.get_by_test_id(source)).to_have_class(re.compile(r"\bdragging\b"))
     page.mouse.up()
+    expect(page.locator("svg.diagram .ghost")).to_have_count(0)
 
 
 def test_the_whole_office_diagram_fits_a_laptop_screen(live: LiveEms, laptop: Page) -> None:
@@ -142,7 +148,7 @@ def test_dragging_a_charge_point_under_another_protection_saves_a_version_the_di
     live: LiveEms, laptop: Page
 ) -> None:
     open_office(live, laptop)
-    drag(laptop, "node-charge_point-cp1", "node-protection-zedbox2")
+    drag(laptop, "node-charge_point-cp1", "node-protection-zedbox2", "drop-target")
     expect(laptop.get_by_test_id("diagram-status")).to_contain_text("Moved charge point cp1 under zedbox2")
     expect(laptop.get_by_test_id("version-2")).to_contain_text("moved cp1 under zedbox2")
     expect(laptop.get_by_test_id("version-2")).to_contain_text("by admin")
@@ -223,7 +229,7 @@ def test_the_keyboard_walks_the_tree_and_moves_an_element(live: LiveEms, laptop:
 
 def test_a_protection_dropped_into_its_own_subtree_is_refused(live: LiveEms, laptop: Page) -> None:
     open_office(live, laptop)
-    drag(laptop, "node-protection-ibst", "node-protection-zedbox1")
+    drag(laptop, "node-protection-ibst", "node-protection-zedbox1", "drop-refused")
     status = laptop.get_by_test_id("diagram-status")
     expect(status).to_contain_text("Not moved, nothing was stored")
     expect(status).to_contain_text("own subtree")
