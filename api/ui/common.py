@@ -48,11 +48,12 @@ def _local(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return value.strftime(fmt)
 
 
-def _in_zone(value: datetime | None, zone: str, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    """A date-time in the site's zone, labelled with it (`CEST`), so no page mixes zones."""
+def _in_zone(value: datetime | None, zone: str, fmt: str = "%Y-%m-%d %H:%M", *, named: bool = False) -> str:
+    """A date-time in the site's zone, labelled with it (`CEST`), so no page mixes zones;
+    `named` spells the zone out too (`Europe/Paris (CEST)`) where a reader may not know it."""
     if value is None:
         return "–"
-    return format_in_zone(value, zone, fmt)
+    return format_in_zone(value, zone, fmt, named=named)
 
 
 def _num(value: Any, digits: int = 1) -> str:

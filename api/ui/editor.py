@@ -3,7 +3,9 @@
 Each form posts one element; the route merges the form into the element as stored (fields it
 does not know survive), hands the result to `ems.sites` (the same validation as the REST API)
 and answers with the side panel again: saved, or the problems shown next to their fields and
-nothing stored. A saved change triggers `site-changed`, on which the diagram reloads itself.
+nothing stored. A saved change triggers `site-changed`, on which the diagram and the versions
+list reload themselves. An element dragged onto a new parent in the diagram is one more such
+change (`/move`); `/diff` says what changed between two versions.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
-from api.ui.common import AdminSession, ContextDep, CsrfChecked, logged_in_admin, render
+from api.ui.common import AdminSession, ContextDep, CsrfChecked, is_htmx, logged_in_admin, render
 from api.ui.diagram import phases_label, render_svg
 from ems import sites
 from ems.core.context import EmsContext
@@ -36,6 +38,8 @@ KINDS = {
 }
 CHILD_KINDS = ("protection", "charge_point", "pv_plant", "load")
 MAX_UPLOAD_BYTES = 1_000_000
+VERSIONS_LISTED = 10
+"""The versions list shows the latest ones; the compare selects offer every version."""
 
 
 def _number(raw: str | None) -> Any:
@@ -146,14 +150,24 @@ def _apply(
     action: Callable[[], sites.StoredSite],
     ok_message: Callable[[sites.StoredSite], str],
     after: Callable[[sites.StoredSite], _Panel] | None = None,
+    refused_status: int = HTTPStatus.OK,
 ) -> Response:
-    """Run a change: on success the panel (of `after`) with a message, else the problems inline."""
+    """Run a change: on success the panel (of `after`) with a message, else the problems inline.
+
+    The forms' refusals answer 200 so htmx swaps the panel in; a caller that reads the status
+    itself (the diagram's drag) asks for `refused_status` (422, 404 for what is not there).
+    """
     try:
         stored = action()
     except SiteValidationError as exc:
-        return _panel(request, panel, **_problem_context(exc.problems, panel.element_id))
-    except (sites.SiteNotFoundError, sites.SiteConflictError, sites.SiteExistsError) as exc:
-        return _panel(request, panel, problems=[str(exc)])
+        problems = _problem_context(exc.problems, panel.element_id)
+        return _panel(request, panel, status=refused_status, **problems)
+    except sites.SiteNotFoundError as exc:
+        not_found = HTTPStatus.NOT_FOUND if refused_status != HTTPStatus.OK else HTTPStatus.OK
+        return _panel(request, panel, status=not_found, problems=[str(exc)])
+    except (sites.SiteConflictError, sites.SiteExistsError) as exc:
+        conflict = HTTPStatus.CONFLICT if refused_status != HTTPStatus.OK else HTTPStatus.OK
+        return _panel(request, panel, status=conflict, problems=[str(exc)])
     next_panel = (
         after(stored) if after is not None else _Panel(stored, panel.kind, panel.element_id, panel.cp)
     )
@@ -271,8 +285,61 @@ def editor(request: Request, ctx: ContextDep, site_id: str, user: AdminSession) 
         stored=stored,
         svg=render_svg(site_id, stored.data),
         unplaced=unplaced,
-        versions=sites.list_versions(ctx, site_id)[-5:],
-        **_Panel(stored, "site", site_id).context(),
+        **{**_versions_context(ctx, stored), **_Panel(stored, "site", site_id).context()},
+    )
+
+
+def _versions_context(ctx: EmsContext, stored: sites.StoredSite) -> dict[str, Any]:
+    """The versions list and the compare form, whose default is the last change."""
+    every = sites.list_versions(ctx, stored.site.id)
+    return {
+        "site_id": stored.site.id,
+        "timezone": stored.site.timezone,
+        "versions": every[-VERSIONS_LISTED:],
+        "all_versions": every,
+        "compare_to": stored.version,
+        "compare_from": max(stored.version - 1, 1),
+    }
+
+
+@router.get("/sites/{site_id}/versions")
+def versions(request: Request, ctx: ContextDep, site_id: str, user: AdminSession) -> Response:
+    """The versions card alone: it reloads on `site-changed`, so a save shows up in it."""
+    stored = _site_or_404(request, ctx, site_id)
+    if isinstance(stored, Response):
+        return stored
+    return render(request, "editor_versions.html", **_versions_context(ctx, stored))
+
+
+@router.get("/sites/{site_id}/diff")
+def diff(
+    request: Request,
+    ctx: ContextDep,
+    site_id: str,
+    user: AdminSession,
+    from_version: Annotated[int, Query(alias="from")],
+    to_version: Annotated[int, Query(alias="to")],
+) -> Response:
+    """What changed from one version to another: a fragment for htmx, else a page of its own."""
+    stored = _site_or_404(request, ctx, site_id)
+    if isinstance(stored, Response):
+        return stored
+    try:
+        changes = sites.diff_versions(ctx, site_id, from_version, to_version)
+    except sites.SiteNotFoundError as exc:
+        return render(
+            request, "error.html", status_code=HTTPStatus.NOT_FOUND, title="Unknown version", message=str(exc)
+        )
+    by_number = {v.version: v for v in sites.list_versions(ctx, site_id)}
+    return render(
+        request,
+        "editor_diff.html" if is_htmx(request) else "editor_diff_page.html",
+        site_id=site_id,
+        stored=stored,
+        timezone=stored.site.timezone,
+        old=by_number[from_version],
+        new=by_number[to_version],
+        changes=changes,
     )
 
 
@@ -555,4 +622,64 @@ async def place(
             ctx, site_id, evse_uid, connector_id, placement, sites.Change(f"editor: place {evse_uid}", user)
         ),
         lambda s: f"Placed EVSE {evse_uid} connector {connector_id} (version {s.version}).",
+    )
+
+
+@router.post("/sites/{site_id}/move", dependencies=[CsrfChecked])
+async def move(request: Request, ctx: ContextDep, site_id: str, user: AdminSession) -> Response:
+    """Hang an element under another protection, as dropped in the diagram (or by keyboard).
+
+    The form names the element (`kind`, `id`) and where it goes (`to_kind` `protection` with
+    `to`, or `grid` for a protection on the grid itself). Refusals answer 4xx with the panel
+    naming the problem; nothing is stored then.
+    """
+    stored = _site_or_404(request, ctx, site_id)
+    if isinstance(stored, Response):
+        return stored
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    kind, element_id = form.get("kind", ""), form.get("id", "")
+    to_kind, to = form.get("to_kind", "protection"), form.get("to", "")
+    site_panel = _Panel(stored, "site", site_id)
+    if kind not in (*sites.MOVABLE, "connector") or (
+        kind != "connector" and _find(stored.data, kind, element_id) is None
+    ):
+        name = kind.replace("_", " ") or "element"
+        return _panel(
+            request,
+            site_panel,
+            status=HTTPStatus.NOT_FOUND,
+            problems=[f"no {name} {element_id!r} in this version"],
+        )
+    if to_kind not in ("grid", "protection"):
+        return _panel(
+            request,
+            site_panel,
+            status=HTTPStatus.UNPROCESSABLE_ENTITY,
+            problems=[f"drop onto a protection or the grid connection, not a {to_kind.replace('_', ' ')}"],
+        )
+    new_parent = None if to_kind == "grid" else to
+    where = "the grid connection" if new_parent is None else new_parent
+    version = stored.version
+    panel = _Panel(stored, kind, element_id) if kind in sites.MOVABLE else site_panel
+
+    def moved(s: sites.StoredSite) -> str:
+        if s.version == version:
+            return f"No change: {element_id} is already under {where}."
+        return f"Moved {kind.replace('_', ' ')} {element_id} under {where} (version {s.version})."
+
+    return _apply(
+        request,
+        ctx,
+        site_id,
+        panel,
+        lambda: sites.move_element(
+            ctx,
+            site_id,
+            kind,
+            element_id,
+            new_parent,
+            sites.Change(f"moved {element_id} under {where}", user),
+        ),
+        moved,
+        refused_status=HTTPStatus.UNPROCESSABLE_ENTITY,
     )

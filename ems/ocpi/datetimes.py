@@ -91,10 +91,11 @@ def ensure_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def format_in_zone(value: datetime, zone: str, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    """`value` in the time zone `zone` (a site's), labelled with it (`CEST`): what people read,
-    where OCPI and the database keep UTC (naive = UTC)."""
-    return ensure_utc(value).astimezone(ZoneInfo(zone)).strftime(f"{fmt} %Z")
+def format_in_zone(value: datetime, zone: str, fmt: str = "%Y-%m-%d %H:%M", *, named: bool = False) -> str:
+    """`value` in the time zone `zone` (a site's), labelled with it (`CEST`, or with `named`
+    `Europe/Paris (CEST)`): what people read, where OCPI and the database keep UTC (naive = UTC)."""
+    label = f"{zone} (%Z)" if named else "%Z"
+    return ensure_utc(value).astimezone(ZoneInfo(zone)).strftime(f"{fmt} {label}")
 
 
 def format_ocpi_datetime(value: datetime) -> str:

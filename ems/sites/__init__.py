@@ -12,15 +12,19 @@ as it is not wired, so a session on it is never planned on a guess.
 
 The package re-exports its public names; they live in `versions` (storage, errors, the stored
 types), `elements` (element and connector changes) and `unplaced` (proposals, placement and the
-worst case), each importing only the ones before it; `series` and `forecasts` hold the time series.
+worst case), each importing only the ones before it; `diff` compares two versions element by
+element; `series` and `forecasts` hold the time series.
 """
 
+from ems.sites.diff import Difference, diff_site_files, diff_versions
 from ems.sites.elements import (
     COLLECTIONS,
+    MOVABLE,
     delete_connector,
     delete_element,
     get_connector,
     get_element,
+    move_element,
     put_connector,
     put_element,
     put_grid_connection,
@@ -63,9 +67,11 @@ __all__ = [
     "ACTIVE_SESSION_STATUSES",
     "COLLECTIONS",
     "MAX_SITE_ID_CHARS",
+    "MOVABLE",
     "PARSED_PER_DATABASE",
     "Change",
     "ConservativeConnector",
+    "Difference",
     "Placement",
     "Proposal",
     "SiteConflictError",
@@ -81,12 +87,15 @@ __all__ = [
     "delete_connector",
     "delete_element",
     "delete_site",
+    "diff_site_files",
+    "diff_versions",
     "get_connector",
     "get_element",
     "get_site",
     "import_site",
     "list_sites",
     "list_versions",
+    "move_element",
     "place_unplaced",
     "propose",
     "put_connector",

@@ -208,3 +208,78 @@ def put_grid_connection(ctx: EmsContext, site_id: str, body: Any, change: Change
         return data
 
     return _change(ctx, site_id, apply, change)
+
+
+MOVABLE: dict[str, tuple[str, str]] = {
+    "protection": ("protections", "parent"),
+    "charge_point": ("charge_points", "protection"),
+    "pv_plant": ("pv_plants", "protection"),
+    "load": ("loads", "protection"),
+}
+"""Element kinds that can hang under another protection: their collection and parent field."""
+
+
+def _move_problem(data: dict[str, Any], kind: str, element_id: str, new_parent: str | None) -> Problem | None:
+    """Why this move cannot be made, said plainly, before the whole-site validation sees a cycle."""
+    name = kind.replace("_", " ")
+    field = MOVABLE[kind][1]
+    parents = {str(p.get("id")): p.get("parent") for p in _items(data, "protections") if isinstance(p, dict)}
+    if new_parent is None:
+        if kind == "protection":
+            return None
+        return Problem(element_id, kind, field, f"a {name} hangs under a protection, not on the grid itself")
+    if new_parent not in parents:
+        return Problem(element_id, kind, field, f"unknown protection {new_parent!r}")
+    if kind != "protection":
+        return None
+    if new_parent == element_id:
+        return Problem(element_id, kind, field, "a protection cannot be its own parent")
+    node: Any = new_parent
+    seen: set[str] = set()
+    while isinstance(node, str) and node not in seen:
+        if node == element_id:
+            return Problem(
+                element_id,
+                kind,
+                field,
+                f"cannot go under {new_parent!r}: {new_parent!r} is fed by {element_id!r} "
+                "(it is in its own subtree, which would make a cycle)",
+            )
+        seen.add(node)
+        node = parents.get(node)
+    return None
+
+
+def move_element(
+    ctx: EmsContext,
+    site_id: str,
+    kind: str,
+    element_id: str,
+    new_parent: str | None,
+    change: Change = Change(),
+) -> StoredSite:
+    """Hang one element under another protection (`None`: a protection on the grid itself).
+
+    Only the parent field changes, so the move is what the diagram's drag says and nothing
+    else; a connector is refused (it belongs to its charge point), as is a protection moved
+    into its own subtree. The result is validated as a whole like any other change.
+    """
+    if kind == "connector":
+        message = "a connector belongs to its charge point: move the charge point instead"
+        raise SiteValidationError([Problem(element_id, kind, "", message)])
+    if kind not in MOVABLE:
+        raise SiteValidationError([Problem(element_id, kind, "", f"a {kind!r} cannot be moved")])
+    collection, field = MOVABLE[kind]
+
+    def apply(_db: DbSession, data: dict[str, Any]) -> dict[str, Any]:
+        items = _items(data, collection)
+        i = _position(items, element_id)
+        if i is None:
+            raise SiteNotFoundError(f"unknown {kind.replace('_', ' ')} {element_id!r} in site {site_id!r}")
+        problem = _move_problem(data, kind, element_id, new_parent)
+        if problem is not None:
+            raise SiteValidationError([problem])
+        items[i][field] = new_parent
+        return data
+
+    return _change(ctx, site_id, apply, change)

@@ -11,7 +11,7 @@ import pytest
 
 from api.ui import auth
 from ems.admin.users import create_user
-from ems.sites import get_site, import_site, list_sites
+from ems.sites import get_site, import_site, list_sites, list_versions
 from tests.conftest import RunningEms
 from tests.support.ocpi_objects import evse, location
 from tests.ui.conftest import office_site
@@ -142,3 +142,98 @@ def test_the_diagram_shows_protections_as_a_tree_with_wiring(
     ):
         assert f'data-testid="node-{element}"' in svg
     assert "L2-L3-L1" in svg and "63 A" in svg and "35 kWp" in svg
+
+
+def move(client: httpx.Client, headers: dict[str, str], **form: str) -> httpx.Response:
+    return client.post("/admin/sites/office-pv/move", data=form, headers=headers)
+
+
+def test_a_move_needs_the_csrf_token(ems: RunningEms, admin: tuple[httpx.Client, dict[str, str]]) -> None:
+    client, headers = admin
+    import_site(ems.ctx, office_site())
+    form = {"kind": "charge_point", "id": "cp1", "to_kind": "protection", "to": "zedbox2"}
+    reply = move(client, {"HX-Request": "true"}, **form)
+    assert reply.status_code == 403 and "CSRF" in reply.text
+    reply = move(client, {**headers, "X-CSRF-Token": "forged" * 8}, **form)
+    assert reply.status_code == 403
+    assert get_site(ems.ctx, "office-pv").version == 1
+
+
+def test_a_move_is_saved_as_a_version_saying_what_moved(
+    ems: RunningEms, admin: tuple[httpx.Client, dict[str, str]]
+) -> None:
+    client, headers = admin
+    import_site(ems.ctx, office_site())
+    reply = move(client, headers, kind="charge_point", id="cp1", to_kind="protection", to="zedbox2")
+    assert reply.status_code == 200 and reply.headers["HX-Trigger"] == "site-changed"
+    assert "Moved charge point cp1 under zedbox2 (version 2)." in reply.text
+    assert 'data-testid="panel-charge_point-cp1"' in reply.text
+    stored = get_site(ems.ctx, "office-pv")
+    assert (stored.version, stored.author, stored.comment) == (2, "admin", "moved cp1 under zedbox2")
+    assert stored.site.charge_points[0].protection == "zedbox2"
+
+    reply = move(client, headers, kind="protection", id="zedbox1", to_kind="grid", to="")
+    assert reply.status_code == 200 and "under the grid connection (version 3)" in reply.text
+    assert get_site(ems.ctx, "office-pv").site.protections[2].parent is None
+    reply = move(client, headers, kind="protection", id="zedbox1", to_kind="grid", to="")
+    assert reply.status_code == 200 and "No change" in reply.text
+    assert get_site(ems.ctx, "office-pv").version == 3
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "message"),
+    [
+        (
+            {"kind": "charge_point", "id": "cp99", "to": "main"},
+            404,
+            "no charge point &#39;cp99&#39; in this version",
+        ),
+        ({"kind": "breaker", "id": "main", "to": "ibst"}, 404, "no breaker &#39;main&#39;"),
+        ({"kind": "protection", "id": "ibst", "to": "zedbox1"}, 422, "in its own subtree"),
+        ({"kind": "protection", "id": "main", "to": "main"}, 422, "cannot be its own parent"),
+        ({"kind": "connector", "id": "cp1-1", "to": "zedbox1"}, 422, "belongs to its charge point"),
+        ({"kind": "load", "id": "building", "to": "nowhere"}, 422, "unknown protection &#39;nowhere&#39;"),
+        ({"kind": "load", "id": "building", "to_kind": "grid"}, 422, "hangs under a protection"),
+        (
+            {"kind": "load", "id": "building", "to_kind": "charge_point", "to": "cp1"},
+            422,
+            "not a charge point",
+        ),
+    ],
+)
+def test_a_move_that_cannot_be_made_is_refused_with_a_message_and_stores_nothing(
+    ems: RunningEms,
+    admin: tuple[httpx.Client, dict[str, str]],
+    form: dict[str, str],
+    status: int,
+    message: str,
+) -> None:
+    client, headers = admin
+    import_site(ems.ctx, office_site())
+    reply = move(client, headers, **{"to_kind": "protection", **form})
+    assert reply.status_code == status
+    assert "HX-Trigger" not in reply.headers
+    assert 'data-testid="panel-problems"' in reply.text and message in reply.text
+    assert [v.version for v in list_versions(ems.ctx, "office-pv")] == [1]
+
+
+def test_versions_say_the_zone_and_a_diff_lists_the_changes(
+    ems: RunningEms, admin: tuple[httpx.Client, dict[str, str]]
+) -> None:
+    client, headers = admin
+    import_site(ems.ctx, office_site())
+    move(client, headers, kind="charge_point", id="cp1", to_kind="protection", to="zedbox2")
+    card = client.get("/admin/sites/office-pv/versions").text
+    line = card.split('data-testid="version-2">', 1)[1].split("</li>", 1)[0]
+    assert re.search(
+        r"v2 · \d{4}-\d\d-\d\d \d\d:\d\d Europe/Paris \(CES?T\) · by admin · moved cp1 under zedbox2", line
+    )
+    assert 'data-testid="compare-form"' in card
+
+    page = client.get("/admin/sites/office-pv/diff", params={"from": 1, "to": 2})
+    assert page.status_code == 200 and "<html" in page.text  # a page of its own without htmx
+    assert "charge point cp1: under ibst → zedbox2" in page.text
+    fragment = client.get("/admin/sites/office-pv/diff?from=2&to=1", headers={"HX-Request": "true"})
+    assert "<html" not in fragment.text and "charge point cp1: under zedbox2 → ibst" in fragment.text
+    assert client.get("/admin/sites/office-pv/diff?from=1&to=7").status_code == 404
+    assert client.get("/admin/sites/office-pv/diff?from=1&to=x").status_code == 422
