@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, insert, select
+from sqlalchemy.orm import Session as DbSession
 
 from ems import sites
 from ems.core.context import EmsContext
@@ -47,8 +48,10 @@ from ems.planning.needs import (
     SiteDefaults,
     StoredInputs,
     estimate_need,
+    learned_defaults,
     load_stored_inputs,
     period_samples,
+    site_past_sessions,
 )
 from ems.planning.snapshot import PlannedSession, Snapshot, next_window_end, site_defaults, solve_options
 from ems.sites.forecasts import SeriesSource, StoredSeriesSource
@@ -78,6 +81,8 @@ logger = logging.getLogger(__name__)
 
 ACTIVE_STATUSES = ("ACTIVE", "PENDING")
 UNPLACED_PRIORITY = 1000.0
+SITE_HISTORY_REFRESH = timedelta(hours=1)
+"""How long a site's learned defaults hold before its past sessions are read again."""
 """Sessions on unplaced EVSEs get their (conservative, reserved) power before anyone else."""
 
 
@@ -156,6 +161,7 @@ class Planner:
         self._connector_index: dict[tuple[str, str], str] | None = None
         self._phases_unknown: set[SessionKey] = set()
         self._past_sessions = PastSessionCache()
+        self._learned_defaults: dict[str, tuple[Site, datetime, SiteDefaults]] = {}
         self._sent_profiles = SentProfileCache()
         self._window_ends: dict[str, datetime] = {}
         self.plans_made = 0
@@ -287,9 +293,9 @@ class Planner:
             (u.evse_uid, u.connector_id): u for u in sites.unplaced_of(self.ctx, site) if u.active_session
         }
         stand_ins: list[sites.ConservativeConnector] = []
-        defaults = site_defaults(site)
         planned: list[PlannedSession] = []
         with self.ctx.db() as db:
+            defaults = self._site_defaults(db, site, now)
             rows = db.scalars(_ACTIVE_SESSIONS).all()
             placed: list[tuple[ChargingSession, Connector, tuple[str, ...]]] = []
             for row in rows:
@@ -319,6 +325,17 @@ class Planner:
             site = sites.with_conservative_connectors(site, stand_ins)
         problem = self._problem(site, now, planned)
         return Snapshot(site, site_version, now, tuple(planned), problem)
+
+    def _site_defaults(self, db: DbSession, site: Site, now: datetime) -> SiteDefaults:
+        """The site file's defaults, learned from its own past sessions once it has enough
+        (`learned_defaults`); read again at most every `SITE_HISTORY_REFRESH` of the clock."""
+        cached = self._learned_defaults.get(site.id)
+        if cached is not None and cached[0] == site and now - cached[1] < SITE_HISTORY_REFRESH:
+            return cached[2]
+        past = site_past_sessions(db, sorted({c.evse_uid for c in site.connectors()}))
+        defaults = learned_defaults(site_defaults(site), past)
+        self._learned_defaults[site.id] = (site, now, defaults)
+        return defaults
 
     def _need(
         self,

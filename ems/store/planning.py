@@ -14,10 +14,10 @@ from ems.store.base import Base, utcnow
 class SessionNeed(Base):
     """What a session still needs, as estimated at one moment, each figure with its source.
 
-    Sources: energy `declared` | `soc` | `token_history` | `site_default` | `stopped_full` (it
-    stopped drawing while allowed: nothing more from the grid); departure
-    `declared` | `token_history` | `site_default` | `overdue`; max power `learned` | `connector`;
-    phases `learned` | `connector`; capacity `declared` | `learned` | `unknown`.
+    Sources: energy `declared` | `soc` | `token_history` | `site_history` | `site_default` |
+    `stopped_full` (it stopped drawing while allowed: nothing more from the grid); departure
+    `declared` | `token_history` | `site_history` | `site_default` | `overdue`; max power
+    `learned` | `connector`; phases `learned` | `connector`; capacity `declared` | `learned` | `unknown`.
     """
 
     __tablename__ = "session_need"

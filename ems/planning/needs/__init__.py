@@ -30,6 +30,7 @@ from ems.planning.needs.estimate import (
     MIN_WINDOW,
     OVERDUE_HORIZON,
     SELF_LIMITED_RATIO,
+    SITE_HISTORY_MIN_SESSIONS,
     SURE_CURRENT_A,
     SURE_POWER_SHARE,
     Need,
@@ -40,6 +41,7 @@ from ems.planning.needs.estimate import (
     SiteDefaults,
     estimate_need,
     learned_capacity_kwh,
+    learned_defaults,
     learned_max_power_kw,
     learned_phases,
     max_drawn_kw,
@@ -64,6 +66,8 @@ __all__ = [
     "OVERDUE_HORIZON",
     "PROFILE_SETTLE",
     "SELF_LIMITED_RATIO",
+    "SITE_HISTORY_MIN_SESSIONS",
+    "SITE_HISTORY_SESSIONS",
     "SURE_CURRENT_A",
     "SURE_POWER_SHARE",
     "Need",
@@ -79,12 +83,14 @@ __all__ = [
     "StoredPeriod",
     "estimate_need",
     "learned_capacity_kwh",
+    "learned_defaults",
     "learned_max_power_kw",
     "learned_phases",
     "load_stored_inputs",
     "max_drawn_kw",
     "parse_meter_id_preferences",
     "period_samples",
+    "site_past_sessions",
     "stopped_by_itself",
     "upper_energy_kwh",
 ]
@@ -359,6 +365,30 @@ class SentProfileCache:
             if profile is not None and session_pk is not None:
                 out[session_pk].append(profile)
         return out
+
+
+SITE_HISTORY_SESSIONS = 200
+"""How many of a site's latest completed sessions its learned defaults come from."""
+SITE_HISTORY_MIN_KWH = 0.05
+"""A session that took less got nothing (`sessions_zero_energy`'s threshold)."""
+
+
+def site_past_sessions(db: DbSession, evse_uids: Sequence[str]) -> list[PastSession]:
+    """The latest completed sessions on these EVSEs (a site's) that drew energy: what its cars
+    stay and take (`learned_defaults`). A session that got nothing says how the planner did, not
+    what the car needed."""
+    rows = db.execute(
+        select(ChargingSession.start_date_time, ChargingSession.end_date_time, ChargingSession.kwh)
+        .where(
+            ChargingSession.status == "COMPLETED",
+            ChargingSession.evse_uid.in_(list(evse_uids)),
+            ChargingSession.end_date_time.is_not(None),
+            ChargingSession.kwh >= SITE_HISTORY_MIN_KWH,
+        )
+        .order_by(ChargingSession.id.desc())
+        .limit(SITE_HISTORY_SESSIONS)
+    )
+    return [PastSession(start, end, kwh) for start, end, kwh in rows if end is not None and end > start]
 
 
 def _read_past_sessions(db: DbSession, session_pks: Sequence[int]) -> dict[int, PastSession]:

@@ -4,13 +4,16 @@ Drivers often say nothing, and what they say may be wrong, so every figure falls
 fixed ladder and records which rung it came from:
 
 - energy: the driver's declared need, else (target SOC − SOC on arrival) × battery capacity,
-  else the median of this token's past sessions, else the site default; minus what was delivered;
+  else the median of this token's past sessions, else the site's (its past sessions' median once
+  it has `SITE_HISTORY_MIN_SESSIONS`, `site_history`, else its configured default); minus what
+  was delivered;
   and nothing more from the grid once the car has stopped drawing by itself (`stopped_full`: it
   drew nothing while our limit let it draw at least the minimum current — its battery is
   probably full, whatever was declared or estimated; PV surplus is still offered, so a car that
   only paused is not starved);
-- departure: declared, else start + this token's typical stay, else start + the site default
-  stay; what is planned for is the departure we are sure of (declared − 1 h, estimated − 2 h),
+- departure: declared, else start + this token's typical stay, else start + the site's (learned
+  median, else configured) stay; what is planned for is the departure we are sure of (declared
+  − 1 h, estimated − 2 h, and for the site's no later than its 25th percentile of stays),
   fixed, while it is at least a step ahead; after it all the car may still need is due by
   halfway to the expected departure (the planner re-plans when a window ends); a car found full
   is planned up to the expected departure (PV only, no hurry); once the expected departure
@@ -72,9 +75,48 @@ seen drawing; the other half is room for the cars around it and for the re-plan 
 
 @dataclass(frozen=True)
 class SiteDefaults:
+    """What a car without a declaration or a history of its own is taken to need and to stay:
+    the site file's defaults, or what the site's own past sessions show (`learned_defaults`)."""
+
     energy_kwh: float = 15.0
     stay: timedelta = timedelta(hours=8)
     target_soc_pct: float = 100.0
+    source: str = "site_default"
+    """`site_default` (the file's, or the built-in ones) or `site_history` (learned)."""
+    energy_upper_kwh: float | None = None
+    """The most such a car plausibly needs (learned: the site's 90th percentile)."""
+    sure_stay: timedelta | None = None
+    """How long such a car surely stays (learned: the site's 25th percentile)."""
+
+
+SITE_HISTORY_MIN_SESSIONS = 20
+"""Fewer past sessions than this say too little about a site: its configured defaults hold."""
+
+
+def learned_defaults(defaults: SiteDefaults, past: Sequence[PastSession]) -> SiteDefaults:
+    """`defaults` learned from the site's own past sessions, once there are enough of them.
+
+    A public car park's cars stay two hours, not the eight of an office: with the configured
+    stay a car was planned as if it had all afternoon and left with nothing (issue #16: 13 of
+    413 public sessions of a June month). The median stay and energy are the expectation, the
+    25th percentile of stays the departure we are sure of, the 90th percentile of energies the
+    most a car may need. Energies are what cars took: a car that left before it was full took
+    less than it needed, so the upper one is the one the planner offers.
+    """
+    if len(past) < SITE_HISTORY_MIN_SESSIONS:
+        return defaults
+    stays_s = sorted((p.end - p.start).total_seconds() for p in past)
+    energies = sorted(p.energy_kwh for p in past)
+    quartiles = statistics.quantiles(stays_s, n=4)
+    deciles = statistics.quantiles(energies, n=10)
+    return SiteDefaults(
+        energy_kwh=statistics.median(energies),
+        stay=timedelta(seconds=statistics.median(stays_s)),
+        target_soc_pct=defaults.target_soc_pct,
+        source="site_history",
+        energy_upper_kwh=deciles[-1],
+        sure_stay=timedelta(seconds=quartiles[0]),
+    )
 
 
 @dataclass(frozen=True)
@@ -221,14 +263,16 @@ def upper_energy_kwh(inputs: NeedInputs, total: float, source: str, capacity: fl
     Declared: the declaration plus `DECLARED_ENERGY_MARGIN` (drivers guess). State of charge:
     up to the target (a full battery unless a target was declared). Token history: the largest
     past session, and at least `HISTORY_UPPER_RATIO` × the median (a short history has seen few
-    long trips). Site default: the default itself. Never more than a known battery holds,
-    except what a driver declared.
+    long trips). Site history: its 90th percentile. Site default: the default itself. Never more
+    than a known battery holds, except what a driver declared.
     """
     if source == "declared":
         return total * (1.0 + DECLARED_ENERGY_MARGIN)
     upper = total
     if source == "token_history":
         upper = max(max(p.energy_kwh for p in inputs.history), HISTORY_UPPER_RATIO * total)
+    elif source == "site_history" and inputs.defaults.energy_upper_kwh is not None:
+        upper = max(total, inputs.defaults.energy_upper_kwh)
     return min(upper, capacity) if capacity is not None else upper
 
 
@@ -251,7 +295,7 @@ def estimate_need(inputs: NeedInputs, now: datetime, min_window: timedelta = MIN
     elif inputs.history:
         total, energy_source = statistics.median(p.energy_kwh for p in inputs.history), "token_history"
     else:
-        total, energy_source = inputs.defaults.energy_kwh, "site_default"
+        total, energy_source = inputs.defaults.energy_kwh, inputs.defaults.source
     upper_remaining = max(
         0.0, upper_energy_kwh(inputs, total, energy_source, capacity) - inputs.delivered_kwh
     )
@@ -265,8 +309,10 @@ def estimate_need(inputs: NeedInputs, now: datetime, min_window: timedelta = MIN
         departure, departure_source = inputs.start + stay, "token_history"
         sure_departure = departure - ESTIMATED_DEPARTURE_MARGIN
     else:
-        departure, departure_source = inputs.start + inputs.defaults.stay, "site_default"
+        departure, departure_source = inputs.start + inputs.defaults.stay, inputs.defaults.source
         sure_departure = departure - ESTIMATED_DEPARTURE_MARGIN
+        if inputs.defaults.sure_stay is not None:
+            sure_departure = min(sure_departure, inputs.start + inputs.defaults.sure_stay)
     if departure <= now:
         departure, departure_source = now + OVERDUE_HORIZON, "overdue"
         sure_departure = now

@@ -19,6 +19,7 @@ from ems.planning.needs import (
     SiteDefaults,
     estimate_need,
     learned_capacity_kwh,
+    learned_defaults,
     learned_max_power_kw,
     parse_meter_id_preferences,
     period_samples,
@@ -142,6 +143,41 @@ def test_token_history_then_site_default() -> None:
     assert (need.expected_departure, need.departure_source) == (START + timedelta(hours=3), "site_default")
     # and 2 h earlier is already past: all of it is due, by halfway to the 3 h
     assert need.departure == NOW + timedelta(hours=1) and need.energy_extra_kwh == 0.0
+
+
+def _site_past(stays_h: list[float], energies_kwh: list[float]) -> list[PastSession]:
+    return [
+        PastSession(START - timedelta(days=i + 1), START - timedelta(days=i + 1) + timedelta(hours=h), kwh)
+        for i, (h, kwh) in enumerate(zip(stays_h, energies_kwh, strict=True))
+    ]
+
+
+def test_a_site_learns_its_stays_and_energies_from_its_own_past() -> None:
+    """A public car park whose cars stay about two hours: a car with nothing declared and no
+    history of its own is planned for the site's stay, not the configured eight hours, so it is
+    charged at once instead of left to the afternoon it will not spend there."""
+    configured = SiteDefaults()  # 15 kWh, 8 h
+    stays = [1.0, 1.5, 1.5, 2.0, 2.0, 2.0, 2.5, 2.5, 3.0, 4.0] * 2
+    energies = [4.0, 6.0, 6.0, 8.0, 8.0, 8.0, 10.0, 10.0, 12.0, 20.0] * 2
+    learned = learned_defaults(configured, _site_past(stays, energies))
+    assert learned.source == "site_history"
+    assert learned.stay == timedelta(hours=2) and learned.energy_kwh == 8.0
+    assert learned.sure_stay is not None and learned.sure_stay <= timedelta(hours=1.5)
+    assert learned.energy_upper_kwh is not None and 12.0 <= learned.energy_upper_kwh <= 20.0
+
+    arrived = inputs(delivered_kwh=0.0)
+    need = estimate_need(replace(arrived, defaults=learned), START)
+    assert (need.energy_source, need.departure_source) == ("site_history", "site_history")
+    assert need.expected_departure == START + timedelta(hours=2)
+    # sure of no more than the first quarter of stays: everything it may take is due now
+    assert need.energy_extra_kwh == 0.0 and need.energy_needed_kwh == pytest.approx(learned.energy_upper_kwh)
+    assert need.departure <= START + timedelta(hours=1)
+    configured_need = estimate_need(replace(arrived, defaults=configured), START)
+    # with the configured 8 h the car seems to have 6 h to go: most of it left to the PV
+    assert configured_need.energy_extra_kwh > configured_need.energy_needed_kwh
+
+    # too few sessions say too little: the configured defaults hold
+    assert learned_defaults(configured, _site_past(stays[:19], energies[:19])) == configured
 
 
 def test_overdue_departure_gets_a_short_horizon() -> None:

@@ -129,3 +129,36 @@ def test_history_is_each_tokens_latest_completed_sessions(tmp_path: Path, monkey
         "E": [],
     }
     ctx.close()
+
+
+def test_a_site_past_sessions_are_its_completed_ones_that_drew(tmp_path: Path) -> None:
+    ctx = EmsContext.create(Settings(database_url=f"sqlite:///{tmp_path / 's.db'}"))
+    add_registered_partner(ctx)
+    with transaction(ctx.db) as db:
+        partner = db.get(Partner, 1)
+        assert partner is not None
+        caller = Caller.of(partner, with_token_a=False)
+    day = datetime(2026, 6, 1, 8, tzinfo=UTC)
+    for i, (status, kwh, evse) in enumerate(
+        [
+            ("COMPLETED", 6.0, "FR*INE*E0001"),
+            ("COMPLETED", 0.0, "FR*INE*E0001"),  # got nothing: says how we did, not what it needed
+            ("COMPLETED", 9.0, "FR*OTHER*E9"),  # another site's EVSE
+            ("ACTIVE", 3.0, "FR*INE*E0001"),  # not over yet
+            ("COMPLETED", 4.0, "FR*INE*E0002"),
+        ]
+    ):
+        start = day + timedelta(hours=i)
+        stamp = start.strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = session(
+            f"s{i}", status=status, kwh=kwh, start_date_time=stamp, last_updated=stamp, evse_uid=evse
+        )
+        if status == "COMPLETED":
+            body["end_date_time"] = (start + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        put_session(ctx, caller, "NL", "CPO", f"s{i}", Session.model_validate(body))
+    with ctx.db() as db:
+        past = needs.site_past_sessions(db, ["FR*INE*E0001", "FR*INE*E0002"])
+    # newest first, both EVSEs of the site, two-hour stays
+    assert [p.energy_kwh for p in past] == [4.0, 6.0]
+    assert all(p.end - p.start == timedelta(hours=2) for p in past)
+    ctx.close()
