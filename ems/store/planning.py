@@ -15,7 +15,8 @@ class SessionNeed(Base):
     """What a session still needs, as estimated at one moment, each figure with its source.
 
     Sources: energy `declared` | `soc` | `token_history` | `site_history` | `site_default` |
-    `stopped_full` (it stopped drawing while allowed: nothing more from the grid); departure
+    `still_drawing` (its estimate met, it still draws all it may: raised) | `stopped_full` (it
+    stopped drawing while allowed: nothing more from the grid); departure
     `declared` | `token_history` | `site_history` | `site_default` | `overdue`; max power
     `learned` | `connector`; phases `learned` | `connector`; capacity `declared` | `learned` | `unknown`.
     """

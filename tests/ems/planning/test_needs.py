@@ -180,6 +180,34 @@ def test_a_site_learns_its_stays_and_energies_from_its_own_past() -> None:
     assert learned_defaults(configured, _site_past(stays[:19], energies[:19])) == configured
 
 
+def _drawing(kw: float, limit_kw: float | None, hours: int = 4) -> list[PeriodSample]:
+    return [
+        PeriodSample(
+            START + timedelta(hours=h), START + timedelta(hours=h + 1), kw, kw * 1000 / 690, limit_kw
+        )
+        for h in range(hours)
+    ]
+
+
+def test_a_car_that_keeps_drawing_gets_its_estimate_raised() -> None:
+    """The overnight car of issue #16: nothing declared, 15 kWh by the site default, 16 kWh
+    delivered and still drawing its 11 kW: it needs more, and gets another half hour of it."""
+    now = START + timedelta(hours=4)
+    need = estimate_need(inputs(delivered_kwh=16.0, periods=_drawing(11.0, 11.0)), now)
+    assert need.energy_source == "still_drawing"
+    assert planned(need) == pytest.approx(5.5)
+    # ... within what a known battery can still hold
+    pref = Preference(battery_capacity_kwh=19.0)
+    capped = estimate_need(inputs(delivered_kwh=16.0, periods=_drawing(11.0, 11.0), preference=pref), now)
+    assert planned(capped) == pytest.approx(3.0)
+    # a car drawing well under what it is allowed is tapering, nearly full: not raised
+    tapering = estimate_need(inputs(delivered_kwh=16.0, periods=_drawing(3.0, 11.0)), now)
+    assert tapering.energy_source == "site_default" and planned(tapering) == 0.0
+    # nor one whose estimate is not met yet
+    early = estimate_need(inputs(delivered_kwh=5.0, periods=_drawing(11.0, 11.0)), now)
+    assert early.energy_source == "site_default" and planned(early) == pytest.approx(10.0)
+
+
 def test_overdue_departure_gets_a_short_horizon() -> None:
     late = NOW + timedelta(hours=5)
     need = estimate_need(inputs(preference=Preference(departure=START + timedelta(hours=1))), late)
