@@ -85,16 +85,6 @@ __all__ = [
     "replay_span",
 ]
 
-STRATEGIES = (
-    "optimized",
-    "uncontrolled",
-    "equal_share",
-    "pv_surplus",
-    "fcfs",
-    "edf",
-    "llf",
-    "perfect_foresight",
-)
 BASELINES: dict[str, Callable[[Problem], Plan]] = {
     "uncontrolled": uncontrolled,
     "equal_share": equal_share,
@@ -103,6 +93,8 @@ BASELINES: dict[str, Callable[[Problem], Plan]] = {
     "edf": edf,
     "llf": llf,
 }
+STRATEGIES = ("optimized", *BASELINES, "perfect_foresight")
+"""What `ems replay --strategy` accepts: the EMS, the rule-based peers run through it, the bound."""
 
 
 def _replay_ems(
