@@ -367,6 +367,14 @@ class SentProfileCache:
         return out
 
 
+_PAST_DEPARTURES = (
+    select(ChargingPreference.session_pk, ChargingPreference.departure_time)
+    .where(
+        ChargingPreference.session_pk.in_(bindparam("pks", expanding=True)),
+        ChargingPreference.departure_time.is_not(None),
+    )
+    .order_by(ChargingPreference.id)
+)
 SITE_HISTORY_SESSIONS = 200
 """How many of a site's latest completed sessions its learned defaults come from."""
 SITE_HISTORY_MIN_KWH = 0.05
@@ -374,11 +382,17 @@ SITE_HISTORY_MIN_KWH = 0.05
 
 
 def site_past_sessions(db: DbSession, evse_uids: Sequence[str]) -> list[PastSession]:
-    """The latest completed sessions on these EVSEs (a site's) that drew energy: what its cars
-    stay and take (`learned_defaults`). A session that got nothing says how the planner did, not
+    """The latest completed sessions on these EVSEs (a site's) that drew energy, with the
+    departure their drivers declared: what its cars stay and take, and how early they leave
+    against what they say (`learned_defaults`). A session that got nothing says how the planner did, not
     what the car needed."""
     rows = db.execute(
-        select(ChargingSession.start_date_time, ChargingSession.end_date_time, ChargingSession.kwh)
+        select(
+            ChargingSession.id,
+            ChargingSession.start_date_time,
+            ChargingSession.end_date_time,
+            ChargingSession.kwh,
+        )
         .where(
             ChargingSession.status == "COMPLETED",
             ChargingSession.evse_uid.in_(list(evse_uids)),
@@ -388,7 +402,14 @@ def site_past_sessions(db: DbSession, evse_uids: Sequence[str]) -> list[PastSess
         .order_by(ChargingSession.id.desc())
         .limit(SITE_HISTORY_SESSIONS)
     )
-    return [PastSession(start, end, kwh) for start, end, kwh in rows if end is not None and end > start]
+    found = [(pk, start, end, kwh) for pk, start, end, kwh in rows if end is not None and end > start]
+    declared: dict[int, datetime] = {}
+    for session_pk, departure in db.execute(_PAST_DEPARTURES, {"pks": [pk for pk, _, _, _ in found]}):
+        if departure is not None:
+            declared[session_pk] = departure  # the latest one, by id
+    return [
+        PastSession(start, end, kwh, declared_departure=declared.get(pk)) for pk, start, end, kwh in found
+    ]
 
 
 def _read_past_sessions(db: DbSession, session_pks: Sequence[int]) -> dict[int, PastSession]:

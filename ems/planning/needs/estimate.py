@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 SELF_LIMITED_RATIO = 0.9
@@ -89,6 +89,10 @@ class SiteDefaults:
     """The most such a car plausibly needs (learned: the site's 90th percentile)."""
     sure_stay: timedelta | None = None
     """How long such a car surely stays (learned: the site's 25th percentile)."""
+    declared_stay_error_share: float = 0.0
+    """How much earlier than declared the site's drivers leave, as a share of the declared stay
+    (learned: the 90th percentile); the margin on a declared departure is at least this share of
+    the stay, and never under `DECLARED_DEPARTURE_MARGIN`."""
 
 
 STILL_DRAWING_RAISE = timedelta(minutes=30)
@@ -113,8 +117,16 @@ def learned_defaults(defaults: SiteDefaults, past: Sequence[PastSession]) -> Sit
     most a car may need. Energies are what cars took: a car that left before it was full took
     less than it needed, so the upper one is the one the planner offers.
     """
+    early_shares = sorted(
+        (p.declared_departure - p.end) / (p.declared_departure - p.start)
+        for p in past
+        if p.declared_departure is not None and p.declared_departure > p.start
+    )
+    error_share = defaults.declared_stay_error_share
+    if len(early_shares) >= SITE_HISTORY_MIN_SESSIONS:
+        error_share = max(0.0, statistics.quantiles(early_shares, n=10)[-1])
     if len(past) < SITE_HISTORY_MIN_SESSIONS:
-        return defaults
+        return replace(defaults, declared_stay_error_share=error_share)
     stays_s = sorted((p.end - p.start).total_seconds() for p in past)
     energies = sorted(p.energy_kwh for p in past)
     quartiles = statistics.quantiles(stays_s, n=4)
@@ -126,6 +138,7 @@ def learned_defaults(defaults: SiteDefaults, past: Sequence[PastSession]) -> Sit
         source="site_history",
         energy_upper_kwh=deciles[-1],
         sure_stay=timedelta(seconds=quartiles[0]),
+        declared_stay_error_share=error_share,
     )
 
 
@@ -160,6 +173,8 @@ class PastSession:
     energy_kwh: float
     soc_arrival_pct: float | None = None
     stopped_full: bool = False
+    declared_departure: datetime | None = None
+    """What the driver had declared (`learned_defaults`: how early drivers leave against it)."""
 
 
 @dataclass(frozen=True)
@@ -339,7 +354,9 @@ def estimate_need(inputs: NeedInputs, now: datetime, min_window: timedelta = MIN
     sure_departure: datetime
     if pref.departure is not None:
         departure, departure_source = pref.departure, "declared"
-        sure_departure = departure - DECLARED_DEPARTURE_MARGIN
+        stay = max(timedelta(0), departure - inputs.start)
+        margin = max(DECLARED_DEPARTURE_MARGIN, inputs.defaults.declared_stay_error_share * stay)
+        sure_departure = departure - margin
     elif inputs.history:
         stay = timedelta(seconds=statistics.median((p.end - p.start).total_seconds() for p in inputs.history))
         departure, departure_source = inputs.start + stay, "token_history"

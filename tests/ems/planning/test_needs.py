@@ -180,6 +180,34 @@ def test_a_site_learns_its_stays_and_energies_from_its_own_past() -> None:
     assert learned_defaults(configured, _site_past(stays[:19], energies[:19])) == configured
 
 
+def test_a_site_whose_drivers_leave_early_widens_the_margin_on_declared_departures() -> None:
+    """Drivers who declare 10 h and leave up to 2 h (20 % of the stay) early: the departure we
+    are sure of for a car declaring 10 h is 2 h before it, not the built-in hour."""
+    past = [
+        PastSession(
+            START - timedelta(days=i + 1),
+            START - timedelta(days=i + 1) + timedelta(hours=10) - timedelta(minutes=6 * (i % 21)),
+            8.0,
+            declared_departure=START - timedelta(days=i + 1) + timedelta(hours=10),
+        )
+        for i in range(40)
+    ]
+    learned = learned_defaults(SiteDefaults(), past)
+    assert 0.17 <= learned.declared_stay_error_share <= 0.2
+    declared = Preference(departure=START + timedelta(hours=10), energy_need_kwh=10.0)
+    need = estimate_need(inputs(preference=declared, defaults=learned), NOW)
+    assert START + timedelta(hours=8) <= need.departure <= START + timedelta(hours=8, minutes=20)
+    plain = estimate_need(inputs(preference=declared), NOW)
+    assert plain.departure == START + timedelta(hours=9)  # the built-in hour
+    # drivers who leave when they said: the built-in hour stays the least margin
+    punctual = [replace(p, end=p.declared_departure) for p in past]
+    assert learned_defaults(SiteDefaults(), punctual).declared_stay_error_share == 0.0
+    on_time = estimate_need(
+        inputs(preference=declared, defaults=learned_defaults(SiteDefaults(), punctual)), NOW
+    )
+    assert on_time.departure == START + timedelta(hours=9)
+
+
 def _drawing(kw: float, limit_kw: float | None, hours: int = 4) -> list[PeriodSample]:
     return [
         PeriodSample(

@@ -156,9 +156,25 @@ def test_a_site_past_sessions_are_its_completed_ones_that_drew(tmp_path: Path) -
         if status == "COMPLETED":
             body["end_date_time"] = (start + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
         put_session(ctx, caller, "NL", "CPO", f"s{i}", Session.model_validate(body))
+    with transaction(ctx.db) as db:
+        s0 = db.scalars(select(ChargingSession.id).where(ChargingSession.session_id == "s0")).one()
+        for hours in (1.5, 2.5):  # the driver changed their mind: the latest declaration counts
+            db.add(
+                ChargingPreference(
+                    session_pk=s0,
+                    source="driver",
+                    profile_type="REGULAR",
+                    departure_time=day + timedelta(hours=hours),
+                )
+            )
     with ctx.db() as db:
         past = needs.site_past_sessions(db, ["FR*INE*E0001", "FR*INE*E0002"])
-    # newest first, both EVSEs of the site, two-hour stays
+    # newest first, both EVSEs of the site, two-hour stays, with what was declared
     assert [p.energy_kwh for p in past] == [4.0, 6.0]
     assert all(p.end - p.start == timedelta(hours=2) for p in past)
+    assert past[0].declared_departure is None
+    declared = past[1].declared_departure
+    assert declared is not None and declared.replace(tzinfo=None) == (day + timedelta(hours=2.5)).replace(
+        tzinfo=None
+    )
     ctx.close()
