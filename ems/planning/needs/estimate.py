@@ -15,7 +15,8 @@ fixed ladder and records which rung it came from:
   at every plan while it keeps drawing;
 - departure: declared, else start + this token's typical stay, else start + the site's (learned
   median, else configured) stay; what is planned for is the departure we are sure of (declared
-  − 1 h, estimated − 2 h, and for the site's no later than its 25th percentile of stays),
+  − 1 h, or − the share of the declared stay by which the site's drivers were seen to leave
+  early if more; estimated − 2 h, and for the site's no later than its 25th percentile of stays),
   fixed, while it is at least a step ahead; after it all the car may still need is due by
   halfway to the expected departure (the planner re-plans when a window ends); a car found full
   is planned up to the expected departure (PV only, no hurry); once the expected departure
@@ -115,7 +116,9 @@ def learned_defaults(defaults: SiteDefaults, past: Sequence[PastSession]) -> Sit
     413 public sessions of a June month). The median stay and energy are the expectation, the
     25th percentile of stays the departure we are sure of, the 90th percentile of energies the
     most a car may need. Energies are what cars took: a car that left before it was full took
-    less than it needed, so the upper one is the one the planner offers.
+    less than it needed, so the upper one is the one the planner offers. Past declared
+    departures (20 or more) give how early drivers leave against what they say, as a share of
+    the stay they declared (the 90th percentile): the margin on a declared departure.
     """
     early_shares = sorted(
         (p.declared_departure - p.end) / (p.declared_departure - p.start)
