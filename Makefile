@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check
 
-.PHONY: install demo serve test lint bench chromium lock clean
+.PHONY: install demo serve test lint bench chromium postgres lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,14 +28,23 @@ chromium:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
 	fi
 
+## Debian's PostgreSQL server for the tests that run on both databases (issue #18); the tests
+## start a throw-away cluster of their own (tests/support/with_postgres.sh).
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: install chromium lint
+test: install chromium postgres lint
 	cd $(CURDIR) && EMS_DATABASE_URL=sqlite:///$$(mktemp -d)/alembic-check.db $(BIN)/ems db check
-	$(BIN)/pytest -q
+	tests/support/with_postgres.sh sh -c 'EMS_DATABASE_URL="$$EMS_TEST_POSTGRES_URL" $(BIN)/ems db check'
+	tests/support/with_postgres.sh $(BIN)/pytest -q
 
 bench: install
 	$(BIN)/python -m benchmarks

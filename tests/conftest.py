@@ -21,6 +21,7 @@ from ems.ocpi.tokens import new_token, token_digest
 from ems.store.db import transaction
 from ems.store.models import Partner
 from tests.support.ocpi_objects import session
+from tests.support.postgres import postgres_database
 from tests.support.servers import ThreadedServer, free_port
 
 ADMIN_TOKEN = "admin-token-for-the-tests"
@@ -32,12 +33,43 @@ class RunningEms:
     url: str
 
 
+POSTGRES_TESTED = (
+    "tests/api",
+    "tests/ems/store",
+    "tests/ems/planning",
+    "tests/ems/ocpi",
+    "tests/ems/dispatch",
+)
+"""Where the `ems` and `database_url` fixtures run on PostgreSQL too (issue #18): the storage,
+OCPI, planner and dispatch tests."""
+DATABASE_FIXTURES = ("ems", "database_url")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    used = [name for name in DATABASE_FIXTURES if name in metafunc.fixturenames]
+    if not used:
+        return
+    where = Path(str(metafunc.definition.path)).resolve().relative_to(Path(__file__).resolve().parents[1])
+    backends = ["sqlite"]
+    if any(str(where).startswith(prefix) for prefix in POSTGRES_TESTED):
+        backends.append("postgresql")
+    metafunc.parametrize("database_url", backends, indirect=True)
+
+
 @pytest.fixture
-def ems(tmp_path: Path) -> Iterator[RunningEms]:
-    """The EMS app on a fresh SQLite file, served over real HTTP from a thread."""
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh empty database: a SQLite file, or a new PostgreSQL database where the test is
+    parametrized so."""
+    backend = getattr(request, "param", "sqlite")
+    return postgres_database(request) if backend == "postgresql" else f"sqlite:///{tmp_path / 'ems.db'}"
+
+
+@pytest.fixture
+def ems(database_url: str) -> Iterator[RunningEms]:
+    """The EMS app on a fresh database (`database_url`), served over real HTTP from a thread."""
     port = free_port()
     settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'ems.db'}",
+        database_url=database_url,
         public_url=f"http://127.0.0.1:{port}",
         sqlite_synchronous="NORMAL",
         admin_token=ADMIN_TOKEN,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from pytest import MonkeyPatch
 from sqlalchemy import select
@@ -21,8 +20,8 @@ from tests.conftest import add_registered_partner
 from tests.support.ocpi_objects import charging_period, session
 
 
-def test_history_preferences_and_meter_id(tmp_path: Path) -> None:
-    ctx = EmsContext.create(Settings(database_url=f"sqlite:///{tmp_path / 'n.db'}"))
+def test_history_preferences_and_meter_id(database_url: str) -> None:
+    ctx = EmsContext.create(Settings(database_url=database_url))
     add_registered_partner(ctx)
     with transaction(ctx.db) as db:
         partner = db.get(Partner, 1)
@@ -84,12 +83,14 @@ def test_history_preferences_and_meter_id(tmp_path: Path) -> None:
     ctx.close()
 
 
-def test_history_is_each_tokens_latest_completed_sessions(tmp_path: Path, monkeypatch: MonkeyPatch) -> None:
+def test_history_is_each_tokens_latest_completed_sessions(
+    database_url: str, monkeypatch: MonkeyPatch
+) -> None:
     """Only that token's, only completed, latest first, at most HISTORY_SESSIONS; read in
     several statements when many tokens plug in at once; a PATCH moving a session to another
     token moves it to that token's history."""
     monkeypatch.setattr(needs, "HISTORY_TOKENS_PER_STATEMENT", 3)  # 3 tokens (padded to 4), then 2
-    ctx = EmsContext.create(Settings(database_url=f"sqlite:///{tmp_path / 'h.db'}"))
+    ctx = EmsContext.create(Settings(database_url=database_url))
     add_registered_partner(ctx)
     with ctx.db() as db:
         partner = db.get(Partner, 1)
@@ -131,8 +132,8 @@ def test_history_is_each_tokens_latest_completed_sessions(tmp_path: Path, monkey
     ctx.close()
 
 
-def test_a_site_past_sessions_are_its_completed_ones_that_drew(tmp_path: Path) -> None:
-    ctx = EmsContext.create(Settings(database_url=f"sqlite:///{tmp_path / 's.db'}"))
+def test_a_site_past_sessions_are_its_completed_ones_that_drew(database_url: str) -> None:
+    ctx = EmsContext.create(Settings(database_url=database_url))
     add_registered_partner(ctx)
     with transaction(ctx.db) as db:
         partner = db.get(Partner, 1)

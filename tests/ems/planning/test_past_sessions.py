@@ -37,10 +37,10 @@ def _periods(start: datetime, powers: list[float]) -> list[dict[str, object]]:
     ]
 
 
-def test_cached_history_follows_every_later_change(tmp_path: Path) -> None:
+def test_cached_history_follows_every_later_change(database_url: str) -> None:
     """A late meter update, a corrected energy, a whole new PUT: each bumps the session's
     revision, and the cached history follows it."""
-    ctx = EmsContext.create(Settings(database_url=f"sqlite:///{tmp_path / 'p.db'}"))
+    ctx = EmsContext.create(Settings(database_url=database_url))
     add_registered_partner(ctx)
     with ctx.db() as db:
         caller = Caller.of(db.get(Partner, 1), with_token_a=False)  # type: ignore[arg-type]

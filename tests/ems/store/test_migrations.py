@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from alembic import command
 from sqlalchemy import select
 
@@ -19,10 +17,10 @@ from tests.conftest import add_registered_partner
 from tests.support.ocpi_objects import session
 
 
-def test_token_uid_is_filled_from_the_stored_tokens(tmp_path: Path) -> None:
+def test_token_uid_is_filled_from_the_stored_tokens(database_url: str) -> None:
     """0007 copies each stored session's `cdr_token.uid` into the column its history is read by:
     a server upgraded in place keeps its drivers' habits."""
-    url = f"sqlite:///{tmp_path / 'm.db'}"
+    url = database_url
     ctx = EmsContext.create(Settings(database_url=url))
     add_registered_partner(ctx)
     with ctx.db() as db:
