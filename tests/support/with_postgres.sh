@@ -13,7 +13,8 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/ems-pg.XXXXXX")
 as_owner() { "$@"; }
 if [ "$(id -u)" = 0 ]; then
     chown postgres "$dir"
-    as_owner() { runuser -u postgres -- "$@"; }
+    # from / : the postgres user may not enter the folder make runs in
+    as_owner() { (cd / && runuser -u postgres -- "$@"); }
 fi
 stop() {
     as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
