@@ -267,6 +267,13 @@ def learned_phases(periods: Sequence[PeriodSample], phase_voltage_v: float) -> i
     return 1 if statistics.median(ratios) < 2.0 else 3
 
 
+def allowed_kw(period: PeriodSample, connector_max_kw: float) -> float:
+    """What the car was allowed to draw over `period`: the limit that surely held, else the
+    limit our profiles set, else the connector's own."""
+    limit = period.held_limit_kw if period.held_limit_kw is not None else period.limit_kw
+    return limit if limit is not None else connector_max_kw
+
+
 def stopped_by_itself(periods: Sequence[PeriodSample], connector_max_kw: float, min_power_kw: float) -> bool:
     """Whether the car has drawn nothing since a period in which it was allowed to draw.
 
@@ -278,9 +285,7 @@ def stopped_by_itself(periods: Sequence[PeriodSample], connector_max_kw: float, 
     for period in reversed(periods):
         if period.power_kw >= IDLE_POWER_KW:
             return False
-        limit = period.held_limit_kw if period.held_limit_kw is not None else period.limit_kw
-        allowed = limit if limit is not None else connector_max_kw
-        if allowed >= min_power_kw and period.end > period.start:
+        if allowed_kw(period, connector_max_kw) >= min_power_kw and period.end > period.start:
             return True
     return False
 
@@ -291,8 +296,7 @@ def still_drawing_kw(periods: Sequence[PeriodSample], connector_max_kw: float) -
     less. Periods in which our limit held it at (nearly) nothing say nothing and are skipped.
     0 when no period shows it."""
     for period in reversed(periods):
-        limit = period.held_limit_kw if period.held_limit_kw is not None else period.limit_kw
-        allowed = min(limit if limit is not None else connector_max_kw, connector_max_kw)
+        allowed = min(allowed_kw(period, connector_max_kw), connector_max_kw)
         if allowed < IDLE_POWER_KW:
             continue
         if period.power_kw < IDLE_POWER_KW or period.power_kw < SELF_LIMITED_RATIO * allowed:
