@@ -50,6 +50,16 @@ def _position(items: Sequence[Any], element_id: str) -> int | None:
     return next((i for i, e in enumerate(items) if isinstance(e, dict) and e.get("id") == element_id), None)
 
 
+def _replace_or_append(items: list[Any], element_id: str, element: dict[str, Any]) -> bool:
+    """Replace the element with this id in `items`, or append it; True when it was appended."""
+    i = _position(items, element_id)
+    if i is None:
+        items.append(element)
+        return True
+    items[i] = element
+    return False
+
+
 def _body(body: Any, element_id: str, kind: str) -> dict[str, Any]:
     """The element as given, its id taken from the URL (a differing `id` in the body is refused)."""
     if not isinstance(body, dict):
@@ -96,13 +106,7 @@ def put_element(
 
     def apply(_db: DbSession, data: dict[str, Any]) -> dict[str, Any]:
         nonlocal created
-        items = _writable(data, collection)
-        i = _position(items, element_id)
-        created = i is None
-        if i is None:
-            items.append(element)
-        else:
-            items[i] = element
+        created = _replace_or_append(_writable(data, collection), element_id, element)
         return data
 
     return _change(ctx, site_id, apply, change), created
@@ -170,13 +174,9 @@ def put_connector(
 
     def apply(_db: DbSession, data: dict[str, Any]) -> dict[str, Any]:
         nonlocal created
-        connectors = _writable(_charge_point(data, charge_point_id), "connectors")
-        i = _position(connectors, connector_id)
-        created = i is None
-        if i is None:
-            connectors.append(element)
-        else:
-            connectors[i] = element
+        created = _replace_or_append(
+            _writable(_charge_point(data, charge_point_id), "connectors"), connector_id, element
+        )
         return data
 
     return _change(ctx, site_id, apply, change), created
