@@ -7,12 +7,14 @@ thread and must be quick: the planner only marks the site dirty and returns.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +105,55 @@ DomainEvent = (
     | ForecastChanged
 )
 Handler = Callable[[DomainEvent], None]
+
+_EVENT_TYPES: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (
+        SessionEvent,
+        PreferencesChanged,
+        LocationChanged,
+        ChargingProfileOutcome,
+        SiteChanged,
+        ForecastChanged,
+    )
+}
+
+
+def event_to_json(event: DomainEvent) -> tuple[str, dict[str, Any]]:
+    """(kind, payload) of an event, for another process (the cluster's event log)."""
+    payload: dict[str, Any] = {}
+    for f in dataclasses.fields(event):
+        value = getattr(event, f.name)
+        if isinstance(value, SessionKey):
+            value = dataclasses.asdict(value)
+        elif isinstance(value, datetime):
+            value = value.isoformat()
+        payload[f.name] = value
+    return type(event).__name__, payload
+
+
+def event_from_json(kind: str, payload: dict[str, Any]) -> DomainEvent:
+    """The event `event_to_json` wrote; a kind or field it does not know raises ValueError."""
+    cls = _EVENT_TYPES.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown event kind {kind!r}")
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in payload:
+            continue
+        value = payload[f.name]
+        if f.name == "key":
+            value = SessionKey(**value)
+        elif f.name == "change":
+            value = SessionChange(value)
+        elif f.name == "at":
+            value = datetime.fromisoformat(value)
+        values[f.name] = value
+    try:
+        event: DomainEvent = cls(**values)
+    except TypeError as exc:
+        raise ValueError(f"{kind}: {exc}") from None
+    return event
 
 
 class EventBus:

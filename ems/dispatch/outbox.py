@@ -170,6 +170,28 @@ _SESSION_OUTBOX_STATES = (
     .distinct()
 )
 _SERVED_STATES = frozenset(("awaiting_result", "done"))
+CLAIM_S = 120.0
+"""How long a row claimed for a call is hidden from the other dispatchers (longer than a call
+with its retries of connection); a dispatcher that dies mid-call releases it when this ends."""
+# Claiming: of the rows chosen to send, those still pending and due, locked by no other
+# dispatcher (PostgreSQL skips rows another transaction holds; SQLite has one writer anyway),
+# are pushed past `CLAIM_S`: no other dispatcher sends them, so no profile goes out twice.
+_CLAIM = (
+    update(_OUTBOX)
+    .where(
+        _OUTBOX.c.id.in_(
+            select(_OUTBOX.c.id)
+            .where(
+                _OUTBOX.c.id.in_(bindparam("ids", expanding=True)),
+                _OUTBOX.c.state == "pending",
+                _OUTBOX.c.next_attempt_at <= bindparam("now"),
+            )
+            .with_for_update(skip_locked=True)
+        )
+    )
+    .values(next_attempt_at=bindparam("claimed_until"))
+    .returning(_OUTBOX.c.id)
+)
 _OUTBOX_STATES = select(_OUTBOX.c.id, _OUTBOX.c.state).where(
     _OUTBOX.c.id.in_(bindparam("ids", expanding=True))
 )
@@ -205,6 +227,17 @@ def _recorded(state: bool, next_attempt: bool) -> Update:
 _RECORD_ACCEPTED = _recorded(state=True, next_attempt=True)
 _RECORD_FINAL = _recorded(state=True, next_attempt=False)
 _RECORD_RETRY = _recorded(state=False, next_attempt=True)
+
+
+def complete_on_result(ctx: EmsContext, event: DomainEvent) -> None:
+    """An asynchronous result arrived: its outbox item is complete (in whichever process got it)."""
+    if isinstance(event, ChargingProfileOutcome) and event.asynchronous:
+        with transaction(ctx.db) as db:
+            db.execute(
+                update(ProfileOutbox)
+                .where(ProfileOutbox.request_id == event.request_id, ProfileOutbox.state == "awaiting_result")
+                .values(state="done")
+            )
 
 
 class Dispatcher:
@@ -399,6 +432,18 @@ class Dispatcher:
         if not to_send:
             return 0, []
         with writing() as db:
+            if not isinstance(self.sink, BufferingSink):
+                claimed = set(
+                    db.scalars(
+                        _CLAIM,
+                        {
+                            "ids": [item.id for item in to_send],
+                            "now": now,
+                            "claimed_until": now + timedelta(seconds=CLAIM_S),
+                        },
+                    )
+                )
+                to_send = [item for item in to_send if item.id in claimed]
             wanted = self._still_wanted(db, to_send)
         if not wanted:
             return 0, []
@@ -514,16 +559,7 @@ class Dispatcher:
             db.execute(_MARK_STALE, {"pks": stale})
 
     def on_event(self, event: DomainEvent) -> None:
-        """An asynchronous result arrived: the outbox item is complete."""
-        if isinstance(event, ChargingProfileOutcome) and event.asynchronous:
-            with transaction(self.ctx.db) as db:
-                db.execute(
-                    update(ProfileOutbox)
-                    .where(
-                        ProfileOutbox.request_id == event.request_id, ProfileOutbox.state == "awaiting_result"
-                    )
-                    .values(state="done")
-                )
+        complete_on_result(self.ctx, event)
 
     # ---- the worker thread -----------------------------------------------------------------
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, insert, select
@@ -40,6 +41,7 @@ from ems.core.events import (
 )
 from ems.dispatch.outbox import Dispatcher
 from ems.ocpi.datetimes import format_ocpi_datetime
+from ems.planning.demands import Claim, Demands, LocalDemands, PhaseWait
 from ems.planning.needs import (
     Need,
     NeedInputs,
@@ -109,6 +111,9 @@ class PlannerSettings:
     mip_max_binaries: int | None = None
     """Above this many on/off decisions the minimum-current rule is met by rounding the LP,
     not by the exact MIP (`SolveOptions.mip_max_binaries`; None: the optimizer's default)."""
+    kept_models: int = 256
+    """Optimizer models kept alive for warm re-plans, the sites planned most recently (about
+    1 MB each for 12 connectors over 36 h): a worker among thousands of sites stays bounded."""
     mip_horizon_s: int | None = 900
     """The MIP decides on/off over a plan's first step only; later steps are relaxed in it and
     then rounded. The server re-plans every 15 min and on every event, so that first step is
@@ -116,14 +121,6 @@ class PlannerSettings:
     85-93 s with the MIP over the whole plan, 37 s over the first hour and 30 s over the first
     half hour, the KPIs within noise of each other (EV PV share 89.4-90.6% of perfect
     foresight's, delivered 99.0-99.2%) (`SolveOptions.mip_horizon_s`; None: all)."""
-
-
-@dataclass
-class _Dirty:
-    first_at: float
-    last_at: float
-    triggers: set[str] = field(default_factory=set)
-    triggered_at: datetime | None = None
 
 
 def profile_to_ocpi(plan: Plan, session_id: str) -> dict[str, Any]:
@@ -146,24 +143,24 @@ class Planner:
         series: SeriesSource | None = None,
         settings: PlannerSettings | None = None,
         solve: Callable[[Problem], Plan] | None = None,
+        demands: Demands | None = None,
     ) -> None:
         self.ctx = ctx
         self.dispatcher = dispatcher
         self.series = series or StoredSeriesSource(ctx)
         self.settings = settings or PlannerSettings()
+        self.demands = demands or LocalDemands(self.settings.quiet_s, self.settings.max_wait_s)
+        """Which sites need a plan: this process's (`LocalDemands`) or the cluster's."""
         self._solve_override = solve
-        self._persistent: dict[str, PersistentPlanner] = {}
-        self._dirty: dict[str, _Dirty] = {}
-        self._lock = threading.Condition()
+        self._persistent: OrderedDict[str, PersistentPlanner] = OrderedDict()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._connector_index: dict[tuple[str, str], str] | None = None
-        self._phases_unknown: set[SessionKey] = set()
+        self._connector_index_stamp: object = None
         self._past_sessions = PastSessionCache()
         self._learned_defaults: dict[str, tuple[Site, datetime, SiteDefaults]] = {}
         self._sent_profiles = SentProfileCache()
-        self._window_ends: dict[str, datetime] = {}
         self.plans_made = 0
 
     # ---- events ----------------------------------------------------------------------------
@@ -173,10 +170,7 @@ class Planner:
             if event.change == SessionChange.UPDATED:
                 # The first meter values of a car whose phases were unknown: planned as
                 # three-phase, a single-phase car would draw a third of its plan until re-planned.
-                with self._lock:
-                    waiting = event.key in self._phases_unknown
-                    self._phases_unknown.discard(event.key)
-                if waiting:
+                if self.demands.phases_measured(event.key):
                     site_id = self.site_of(
                         event.evse_uid, event.connector_id, event.location_id, event.key.partner_id
                     )
@@ -207,14 +201,7 @@ class Planner:
             self.mark_dirty(event.site_id, "forecast")
 
     def mark_dirty(self, site_id: str, trigger: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            dirty = self._dirty.get(site_id)
-            if dirty is None:
-                dirty = self._dirty[site_id] = _Dirty(now, now, triggered_at=datetime.now(UTC))
-            dirty.last_at = now
-            dirty.triggers.add(trigger)
-            self._lock.notify()
+        self.demands.mark(site_id, trigger)
 
     def _session_pk(self, event: SessionEvent) -> int | None:
         key = event.key
@@ -231,6 +218,9 @@ class Planner:
     # ---- where sessions belong --------------------------------------------------------------
 
     def _index(self) -> dict[tuple[str, str], str]:
+        stamp = sites.wiring_stamp(self.ctx)  # another process may have changed a site
+        if stamp != self._connector_index_stamp:
+            self._connector_index, self._connector_index_stamp = None, stamp
         if self._connector_index is None:
             index: dict[tuple[str, str], str] = {}
             for summary in sites.list_sites(self.ctx):
@@ -428,6 +418,9 @@ class Planner:
             if planner is None or planner.site != problem.site:
                 # A new wiring version or a stand-in for an unplaced EVSE: a new model for it.
                 planner = self._persistent[site_id] = PersistentPlanner(problem.site)
+                while len(self._persistent) > self.settings.kept_models:
+                    self._persistent.popitem(last=False)  # the site planned least recently
+            self._persistent.move_to_end(site_id)
             return planner.update(problem)
         except Exception as exc:
             logger.exception("solver failed for site %s", site_id)
@@ -516,19 +509,19 @@ class Planner:
                 if self.dispatcher is not None
                 else set()
             )
-        with self._lock:
-            window_end = next_window_end(snapshot)
-            if window_end is None:
-                self._window_ends.pop(site_id, None)
-            else:
-                self._window_ends[site_id] = window_end
-            for p in snapshot.sessions:
-                if p.key is None:
-                    continue
-                if not p.metered and p.need.phases_source == "connector" and len(p.connector.phases) == 3:
-                    self._phases_unknown.add(p.key)
-                else:
-                    self._phases_unknown.discard(p.key)
+        self.demands.planned(
+            site_id,
+            next_window_end(snapshot),
+            [
+                PhaseWait(p.key, p.session_pk)
+                for p in snapshot.sessions
+                if p.key is not None
+                and not p.metered
+                and p.need.phases_source == "connector"
+                and len(p.connector.phases) == 3
+            ],
+            [p.key for p in snapshot.sessions if p.key is not None],
+        )
         self.plans_made += 1
         logger.info(
             "plan %d of site %s (%s): %s, %d sessions in %.0f ms",
@@ -555,48 +548,30 @@ class Planner:
 
     def replan_due(self, site_id: str, now: datetime) -> bool:
         """Whether a car's plan window on the site has ended (`next_window_end`) by `now`."""
-        with self._lock:
-            window_end = self._window_ends.get(site_id)
-        return window_end is not None and now >= window_end
+        return self.demands.replan_due(site_id, now)
 
     def plan_all(self, trigger: str = "schedule") -> None:
-        for summary in sites.list_sites(self.ctx):
-            self.mark_dirty(summary.site_id, trigger)
+        self.demands.mark_many([summary.site_id for summary in sites.list_sites(self.ctx)], trigger)
+
+    def plan_claimed(self, claim: Claim) -> int | None:
+        """Plan a site the demands handed out, then release it; the plan's id (None: no plan)."""
+        try:
+            return self.plan_site(claim.unit_id, "+".join(claim.triggers), claim.triggered_at)
+        except sites.SiteNotFoundError:
+            return None
+        except Exception:
+            logger.exception("planning site %s failed", claim.unit_id)
+            return None
+        finally:
+            self.demands.done(claim)
 
     # ---- the worker thread ------------------------------------------------------------------
 
-    def _due(self) -> tuple[str, _Dirty] | None:
-        clock_now = self.ctx.clock.now()
-        for site_id, window_end in list(self._window_ends.items()):
-            if clock_now >= window_end:
-                del self._window_ends[site_id]
-                self.mark_dirty(site_id, "window_end")  # re-entrant: the Condition holds an RLock
-        now = time.monotonic()
-        for site_id, dirty in self._dirty.items():
-            if (
-                now - dirty.last_at >= self.settings.quiet_s
-                or now - dirty.first_at >= self.settings.max_wait_s
-            ):
-                return site_id, dirty
-        return None
-
     def _loop(self) -> None:
         while not self._stop.is_set():
-            with self._lock:
-                due = self._due()
-                while due is None and not self._stop.is_set():
-                    self._lock.wait(timeout=self.settings.quiet_s / 2 if self._dirty else 1.0)
-                    due = self._due()
-                if due is None:
-                    return
-                site_id, dirty = due
-                del self._dirty[site_id]
-            try:
-                self.plan_site(site_id, "+".join(sorted(dirty.triggers)), dirty.triggered_at)
-            except sites.SiteNotFoundError:
-                continue
-            except Exception:
-                logger.exception("planning site %s failed", site_id)
+            claim = self.demands.take(self.ctx.clock.now, wait_s=1.0)
+            if claim is not None and not self._stop.is_set():
+                self.plan_claimed(claim)
 
     def start(self) -> None:
         self._unsubscribe = self.ctx.bus.subscribe(self.on_event)
@@ -605,8 +580,7 @@ class Planner:
 
     def stop(self) -> None:
         self._stop.set()
-        with self._lock:
-            self._lock.notify_all()
+        self.demands.wake()
         if self._unsubscribe is not None:
             self._unsubscribe()
         if self._thread is not None:

@@ -61,6 +61,7 @@ from ems.sites.versions import (
     list_sites,
     list_versions,
     replace_site,
+    wiring_stamp,
 )
 
 __all__ = [
@@ -105,5 +106,6 @@ __all__ = [
     "root_protection",
     "unplaced_evses",
     "unplaced_of",
+    "wiring_stamp",
     "with_conservative_connectors",
 ]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
@@ -307,6 +307,16 @@ def list_sites(ctx: EmsContext) -> list[SiteSummary]:
             )
             for site, v in rows
         ]
+
+
+def wiring_stamp(ctx: EmsContext) -> tuple[int | None, int, datetime | None]:
+    """Changes whenever any site gets a version or is deleted: a cache of every site's wiring
+    (the planner's connector index) checks it instead of hearing every process's events."""
+    with ctx.db() as db:
+        latest = db.scalar(select(func.max(SiteVersionRow.id)))
+        count = db.scalar(select(func.count()).select_from(SiteRow).where(SiteRow.deleted_at.is_(None)))
+        deleted = db.scalar(select(func.max(SiteRow.deleted_at)))
+    return latest, int(count or 0), deleted
 
 
 def list_versions(ctx: EmsContext, site_id: str) -> list[VersionInfo]:

@@ -305,6 +305,18 @@ class AdminUser(Base):
     last_login_at: Mapped[datetime | None]
 
 
+class LoginFailure(Base):
+    """A failed admin log-in, by username or client address: in the database, so that the
+    throttle holds across every API replica (`ems.admin.users.LoginThrottle`)."""
+
+    __tablename__ = "login_failure"
+    __table_args__ = (Index("ix_login_failure_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AppSecret(Base):
     """Secrets the EMS generates once and keeps (the key signing driver links and admin cookies
     when `EMS_SECRET_KEY` is unset), so links and logins survive a restart."""

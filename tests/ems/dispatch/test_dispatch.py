@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -144,3 +146,51 @@ def test_the_served_sessions_are_read_by_session(database_url: str) -> None:
         else:
             plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}").fetchall()
     assert "ix_profile_outbox_session_pk" in str(plan), plan
+
+
+class HeldSink(Sink):
+    """A CPO that holds its answer until released: another dispatcher runs during the call."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.in_call = threading.Event()
+        self.release = threading.Event()
+
+    def send_profile(self, session_pk: int, charging_profile: dict[str, Any]) -> ProfileCallOutcome:
+        self.in_call.set()
+        assert self.release.wait(timeout=10)
+        return super().send_profile(session_pk, charging_profile)
+
+
+def test_a_profile_in_flight_is_not_sent_by_another_dispatcher(database_url: str) -> None:
+    """Two workers' dispatchers on one outbox (issue #18): the rows one is sending are claimed,
+    so the other sends none of them; each session gets its profile once."""
+    ctx, _, _, _ = setup(database_url, [])
+    with ctx.db() as db:
+        caller = Caller.of(db.get(Partner, 1), with_token_a=False)  # type: ignore[arg-type]
+    stamp = format_ocpi_datetime(ctx.clock.now())
+    for i in range(2, 6):
+        put_session(
+            ctx,
+            caller,
+            "NL",
+            "CPO",
+            f"s{i}",
+            Session.model_validate(session(f"s{i}", start_date_time=stamp, last_updated=stamp)),
+        )
+    with ctx.db() as db:
+        pks = list(db.scalars(select(ChargingSession.id)))
+    held, other = HeldSink(), Sink([])
+    first, second = Dispatcher(ctx, held, concurrency=8), Dispatcher(ctx, other)
+    first.enqueue_sets({pk: profile(16.0, stamp) for pk in pks})
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        made = pool.submit(first.run_once)
+        assert held.in_call.wait(timeout=10)
+        assert second.run_once() == 0
+        held.release.set()
+        assert made.result(timeout=10) == len(pks)
+    assert (sorted(held.sent_to), other.sent_to) == (sorted(pks), [])
+    assert second.run_once() == 0
+    with ctx.db() as db:
+        rows = list(db.scalars(select(ProfileOutbox)))
+    assert {(row.state, row.attempts) for row in rows} == {("awaiting_result", 1)}
