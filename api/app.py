@@ -19,6 +19,8 @@ from api.admin import sites as admin_sites
 from api.ocpi.envelope import envelope
 from api.ocpi.middleware import OcpiTransportMiddleware
 from api.ocpi.v2_2_1 import chargingprofiles, credentials, locations, sessions, versions
+from ems.cluster.forward import EventForwarder
+from ems.cluster.tasks import celery_app
 from ems.core.config import Settings, get_settings
 from ems.core.context import EmsContext
 from ems.ocpi.errors import OcpiError
@@ -49,7 +51,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = context or EmsContext.create(settings)
         app.state.ems = ctx
-        runtime = Runtime(ctx) if background else None
+        runtime: Runtime | EventForwarder | None = None
+        if background:
+            # With a broker, workers plan and dispatch: this replica only stores and forwards.
+            runtime = (
+                EventForwarder(ctx, celery_app(ctx.settings)) if ctx.settings.broker_url else Runtime(ctx)
+            )
         app.state.runtime = runtime
         if runtime is not None:
             runtime.start()

@@ -39,9 +39,10 @@ POSTGRES_TESTED = (
     "tests/ems/planning",
     "tests/ems/ocpi",
     "tests/ems/dispatch",
+    "tests/ems/cluster",
 )
 """Where the `ems` and `database_url` fixtures run on PostgreSQL too (issue #18): the storage,
-OCPI, planner and dispatch tests."""
+OCPI, planner, dispatch and cluster tests."""
 DATABASE_FIXTURES = ("ems", "database_url")
 
 

@@ -28,7 +28,7 @@ NEVER_IMPORTED = ("examples", "tests", "benchmarks")
 EMS_STAGES: tuple[tuple[str, ...], ...] = (
     ("cli",),
     ("replay",),
-    ("admin", "drivers"),
+    ("admin", "drivers", "cluster"),
     ("planning",),
     ("dispatch",),
     ("sites", "ocpi"),

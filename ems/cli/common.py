@@ -32,12 +32,20 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(code=1)
 
 
-def open_context() -> EmsContext:
-    """The EMS on the configured database (migrated); a one-line error if it cannot be opened."""
+def open_context(*, log_events: bool = True) -> EmsContext:
+    """The EMS on the configured database (migrated); a one-line error if it cannot be opened.
+
+    Beside a cluster (EMS_BROKER_URL set) what the command changes goes to the cluster's event
+    log (`log_events`; not for a worker, which plans its own events)."""
     try:
-        return EmsContext.create(get_settings())
+        ctx = EmsContext.create(get_settings())
     except Exception as exc:
         fail(f"cannot open the database: {exc}")
+    if log_events and ctx.settings.broker_url:
+        from ems.cluster.forward import log_events_of
+
+        log_events_of(ctx)
+    return ctx
 
 
 def fail_input(command: str, message: str) -> NoReturn:

@@ -22,6 +22,7 @@ from ems.cli import series as cli_series
 from ems.cli import serve as cli_serve
 from ems.cli import site as cli_site
 from ems.cli import synth as cli_synth
+from ems.cli import worker as cli_worker
 
 app = typer.Typer(
     name="ems",
@@ -33,6 +34,7 @@ app = typer.Typer(
 )
 app.command("serve")(cli_serve.serve_command)
 app.command("demo")(cli_demo.demo_command)
+app.command("worker")(cli_worker.worker_command)
 app.add_typer(cli_partner.app, name="partner")
 app.add_typer(cli_site.app, name="site")
 app.add_typer(cli_series.app, name="series")

@@ -49,6 +49,16 @@ class Settings(BaseSettings):
     clock_real_start_unix_s: float | None = None
     """The real instant `clock_start` corresponds to, so several processes share one clock."""
 
+    broker_url: str | None = None
+    """The task broker of a cluster (EMS_BROKER_URL, e.g. `redis://127.0.0.1:6379/0`): set, `ems serve`
+    only stores and forwards events and `ems worker` processes plan and dispatch; unset, one
+    process does everything (the demo)."""
+    lease_s: float = Field(default=5.0, gt=0)
+    """How long a worker's claim on a site lasts without renewal: a worker killed mid-plan hands
+    its site to another after at most this long."""
+    sweep_interval_s: float = Field(default=1.0, gt=0)
+    """How often each worker renews its leases and looks for work a lost message left behind."""
+
     admin_token: str | None = None
     """Bearer token of the admin API (EMS_ADMIN_TOKEN); unset disables the admin API."""
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from ems.cli.main import app
 from ems.core.config import Settings, get_settings
 from ems.core.context import EmsContext
+from ems.store.cluster import DomainEventRecord
 from ems.store.models import SiteVersion
 
 SITES_DIR = Path(__file__).resolve().parents[3] / "examples" / "sites"
@@ -93,3 +94,20 @@ def test_a_bad_file_lists_every_problem_and_stores_nothing(database_url: str, tm
     result = runner.invoke(app, ["site", "import", str(tmp_path / "missing.json")])
     assert result.exit_code == 1 and "cannot read" in result.stderr
     assert _versions(database_url) == 0
+
+
+def test_an_import_beside_a_cluster_reaches_its_workers_through_the_event_log(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With EMS_BROKER_URL set, the command's SiteChanged goes to the log the workers read."""
+    monkeypatch.setenv("EMS_BROKER_URL", "memory://")
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["site", "import", str(SITES_DIR / "office-pv.json")])
+    assert result.exit_code == 0, result.output
+    ctx = EmsContext.create(Settings(database_url=database_url))
+    try:
+        with ctx.db() as db:
+            logged = [(row.kind, row.payload["site_id"]) for row in db.scalars(select(DomainEventRecord))]
+    finally:
+        ctx.close()
+    assert logged == [("SiteChanged", "office-pv")]

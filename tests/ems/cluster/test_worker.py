@@ -1,0 +1,135 @@
+"""A replica and a worker on one database, the broker in memory (issue #18): what a CPO pushes
+to the replica becomes a plan on the worker, and what the replica does not forward (meter
+values) is found by the worker's sweep. The tasks are run by hand, one step at a time."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from ems import sites
+from ems.cluster.forward import EventForwarder
+from ems.cluster.tasks import celery_app
+from ems.cluster.worker import WorkerRuntime, claim_job_slot
+from ems.core.config import Settings
+from ems.core.context import EmsContext
+from ems.ocpi.datetimes import format_ocpi_datetime
+from ems.ocpi.profiles import ProfileCallOutcome
+from ems.planning.planner import PlannerSettings
+from ems.store.cluster import DomainEventRecord
+from ems.store.planning import PlanRecord, SessionNeed
+from tests.conftest import RunningEms, add_registered_partner, auth
+from tests.support.ocpi_objects import charging_period, session
+from tests.support.servers import REPO
+
+OFFICE = REPO / "examples" / "sites" / "office-pv.json"
+QUIET_S = 0.1
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+
+    def send_profile(self, session_pk: int, charging_profile: dict[str, Any]) -> ProfileCallOutcome:
+        self.sent.append(session_pk)
+        return ProfileCallOutcome(str(uuid.uuid4()), "ACCEPTED", 30, None)
+
+    def clear_profile(self, session_pk: int) -> ProfileCallOutcome:
+        return ProfileCallOutcome(str(uuid.uuid4()), "ACCEPTED", 30, None)
+
+
+@dataclass
+class Pair:
+    ems: RunningEms
+    worker: WorkerRuntime
+    sink: RecordingSink
+    cpo: httpx.Client
+
+
+@pytest.fixture
+def pair(ems: RunningEms) -> Iterator[Pair]:
+    app = celery_app(Settings(broker_url="memory://"))
+    forwarder = EventForwarder(ems.ctx, app)
+    forwarder.start()
+    worker_ctx = EmsContext.create(
+        Settings(database_url=ems.ctx.settings.database_url, broker_url="memory://")
+    )
+    sink = RecordingSink()
+    worker = WorkerRuntime(
+        worker_ctx, app, PlannerSettings(quiet_s=QUIET_S, max_wait_s=1.0, min_current=False), sink
+    )
+    token = add_registered_partner(ems.ctx)
+    try:
+        with httpx.Client(base_url=ems.url, headers=auth(token), timeout=10) as cpo:
+            yield Pair(ems, worker, sink, cpo)
+    finally:
+        forwarder.stop()
+        worker_ctx.close()
+
+
+def stamp(offset_s: float = 0.0) -> str:
+    return format_ocpi_datetime(datetime.now(UTC) + timedelta(seconds=offset_s))
+
+
+def plans(ctx: EmsContext) -> int:
+    with ctx.db() as db:
+        return int(db.scalar(select(func.count()).select_from(PlanRecord)) or 0)
+
+
+def logged_events(ctx: EmsContext) -> int:
+    with ctx.db() as db:
+        return int(db.scalar(select(func.count()).select_from(DomainEventRecord)) or 0)
+
+
+def test_a_push_to_a_replica_is_planned_and_sent_by_a_worker(pair: Pair) -> None:
+    ctx = pair.ems.ctx
+    sites.import_site(ctx, json.loads(OFFICE.read_text()))
+    at = stamp()
+    reply = pair.cpo.put(
+        "/ocpi/2.2.1/sessions/NL/CPO/s1",
+        json=session("s1", evse_uid="FR*INE*E0001", start_date_time=at, last_updated=at),
+    )
+    assert reply.json()["status_code"] == 1000
+    assert logged_events(ctx) == 2  # the site, the session's start: in the log before the answer
+    assert pair.worker.consume_events() == 2
+    assert logged_events(ctx) == 0
+    assert pair.worker.plan("office-pv") is not None  # once the burst settled
+    assert pair.worker.plan("office-pv") is None  # planned: nothing pending
+    pair.worker.dispatcher.run_once()
+    assert len(pair.sink.sent) == 1
+
+    # Meter values are not forwarded; the sweep finds the car's first ones and re-plans it.
+    period = charging_period(stamp(), 0.9, 16.0) | {
+        "dimensions": [{"type": "POWER", "volume": 3.68}, {"type": "CURRENT", "volume": 16.0}]
+    }
+    reply = pair.cpo.patch(
+        "/ocpi/2.2.1/sessions/NL/CPO/s1",
+        json={"kwh": 0.9, "charging_periods": [period], "last_updated": stamp(1)},
+    )
+    assert reply.json()["status_code"] == 1000
+    assert logged_events(ctx) == 0
+    before = plans(ctx)
+    assert pair.worker.demands.check_phase_waits() == ["office-pv"]
+    time.sleep(QUIET_S * 1.5)
+    assert pair.worker.plan("office-pv") is not None
+    assert plans(ctx) == before + 1
+    with ctx.db() as db:
+        need = db.scalars(select(SessionNeed).order_by(SessionNeed.id.desc())).first()
+    assert need is not None and (need.phases_source, need.vehicle_phases) == ("learned", 1)
+    assert pair.worker.demands.check_phase_waits() == []
+
+
+def test_a_scheduled_job_runs_once_per_cluster_and_slot(database_url: str) -> None:
+    ctx = EmsContext.create(Settings(database_url=database_url))
+    assert claim_job_slot(ctx, "replan", 3600, "w1")
+    assert not claim_job_slot(ctx, "replan", 3600, "w2")
+    assert claim_job_slot(ctx, "ocpi-pull", 3600, "w2")
