@@ -38,7 +38,7 @@ async def login(
 ) -> Response:
     client = request.client.host if request.client else "?"
     keys = (f"user:{username.lower()}", f"ip:{client}")
-    wait_s = throttle.retry_after_s(*keys)
+    wait_s = await run_in_threadpool(throttle.retry_after_s, ctx, *keys)
     if wait_s > 0:
         return render(
             request,
@@ -49,7 +49,7 @@ async def login(
         )
     user = await run_in_threadpool(authenticate, ctx, username, password)
     if user is None:
-        throttle.failed(*keys)
+        await run_in_threadpool(throttle.failed, ctx, *keys)
         return render(
             request,
             "login.html",
@@ -57,7 +57,7 @@ async def login(
             next=_safe_next(next),
             error="Wrong username or password.",
         )
-    throttle.succeeded(*keys)
+    await run_in_threadpool(throttle.succeeded, ctx, *keys)
     request.session.clear()  # a new session on log-in: no fixation of a planted cookie
     request.session["user"] = user
     csrf_token(request)

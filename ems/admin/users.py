@@ -12,18 +12,16 @@ import hashlib
 import hmac
 import re
 import secrets
-import threading
-import time
-from collections import deque
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from ems.core.context import EmsContext
 from ems.store.base import utcnow
 from ems.store.db import transaction
-from ems.store.models import AdminUser
+from ems.store.models import AdminUser, LoginFailure
 
 SCRYPT_N = 2**14
 SCRYPT_R = 8
@@ -126,39 +124,39 @@ def user_exists(ctx: EmsContext, username: str) -> bool:
 @dataclass
 class LoginThrottle:
     """At most `max_failures` failed log-ins per username and per client address in `window_s`;
-    past that, log-ins from there are refused until the oldest failure leaves the window."""
+    past that, log-ins from there are refused until the oldest failure leaves the window.
+
+    The failures are kept in the database: behind a load balancer every replica counts them
+    all, so more replicas give an attacker no more tries."""
 
     max_failures: int = 5
     window_s: float = 300.0
 
-    def __post_init__(self) -> None:
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        failures = self._failures.setdefault(key, deque())
-        while failures and now - failures[0] > self.window_s:
-            failures.popleft()
-        return failures
-
-    def retry_after_s(self, *keys: str) -> float:
+    def retry_after_s(self, ctx: EmsContext, *keys: str) -> float:
         """0 when a log-in may be tried now, else seconds to wait."""
-        now = time.monotonic()
+        now = utcnow()
+        since = now - timedelta(seconds=self.window_s)
         wait = 0.0
-        with self._lock:
+        with ctx.db() as db:
             for key in keys:
-                failures = self._recent(key, now)
-                if len(failures) >= self.max_failures:
-                    wait = max(wait, self.window_s - (now - failures[0]))
+                recent = list(
+                    db.scalars(
+                        select(LoginFailure.at)
+                        .where(LoginFailure.key == key[:200], LoginFailure.at > since)
+                        .order_by(LoginFailure.at)
+                    )
+                )
+                if len(recent) >= self.max_failures:
+                    oldest = recent[-self.max_failures]
+                    wait = max(wait, self.window_s - (now - oldest).total_seconds())
         return wait
 
-    def failed(self, *keys: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                self._recent(key, now).append(now)
+    def failed(self, ctx: EmsContext, *keys: str) -> None:
+        now = utcnow()
+        with transaction(ctx.db) as db:
+            db.add_all(LoginFailure(key=key[:200], at=now) for key in keys)
+            db.execute(delete(LoginFailure).where(LoginFailure.at < now - timedelta(seconds=self.window_s)))
 
-    def succeeded(self, *keys: str) -> None:
-        with self._lock:
-            for key in keys:
-                self._failures.pop(key, None)
+    def succeeded(self, ctx: EmsContext, *keys: str) -> None:
+        with transaction(ctx.db) as db:
+            db.execute(delete(LoginFailure).where(LoginFailure.key.in_([key[:200] for key in keys])))

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from api.app import create_app
 from api.ui import auth
 from ems.admin.users import UserError, authenticate, create_user, hash_password, verify_password
 from ems.core.config import Settings, get_settings
@@ -21,16 +22,9 @@ from ems.sites import list_sites
 from ems.store.db import transaction
 from ems.store.models import ChargingSession
 from tests.conftest import RunningEms, add_registered_partner
+from tests.support.servers import ThreadedServer, free_port
 
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(autouse=True)
-def fresh_throttle() -> Iterator[None]:
-    """The throttle is per process: each test starts with no failed attempt on record."""
-    auth.throttle._failures.clear()
-    yield
-    auth.throttle._failures.clear()
 
 
 @pytest.fixture
@@ -136,6 +130,21 @@ def test_login_is_throttled_after_repeated_failures(browser: httpx.Client) -> No
     reply = log_in(browser)  # even the right password, for a while
     assert reply.status_code == 429 and "Too many failed attempts" in reply.text
     assert browser.get("/admin").status_code == 303
+
+
+def test_the_throttle_holds_across_replicas(ems: RunningEms) -> None:
+    """Failures are counted in the database: a second replica on it refuses as the first does."""
+    create_user(ems.ctx, "alice", PASSWORD)
+    port = free_port()
+    with (
+        ThreadedServer(create_app(context=ems.ctx, background=False), port=port) as other,
+        httpx.Client(base_url=ems.url, timeout=10) as first,
+        httpx.Client(base_url=other.url, timeout=10) as second,
+    ):
+        for i in range(auth.throttle.max_failures):
+            assert log_in(first if i % 2 else second, "wrong password!").status_code == 401
+        assert log_in(first).status_code == 429
+        assert log_in(second).status_code == 429
 
 
 def test_the_redirect_after_login_stays_on_this_site(browser: httpx.Client) -> None:

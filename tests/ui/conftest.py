@@ -15,7 +15,6 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from api.app import create_app
-from api.ui import auth
 from ems.admin.users import create_user
 from ems.core.config import Settings
 from ems.core.context import EmsContext
@@ -61,7 +60,6 @@ def chromium() -> Iterator[Browser]:
 def live(tmp_path: Path) -> Iterator[LiveEms]:
     """The EMS with a planner subscribed to its bus (plans within a fraction of a second of an
     event), an administrator, and nothing else: each test brings its own site."""
-    auth.throttle._failures.clear()
     port = free_port()
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'ems.db'}",

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from api.ui import auth
 from ems.admin.users import create_user
 from ems.sites import get_site, import_site, list_sites, list_versions
 from tests.conftest import RunningEms
@@ -22,7 +21,6 @@ PASSWORD = "a long enough test password"
 @pytest.fixture
 def admin(ems: RunningEms) -> Iterator[tuple[httpx.Client, dict[str, str]]]:
     """A logged-in browser session and the htmx headers (CSRF token) its pages carry."""
-    auth.throttle._failures.clear()
     create_user(ems.ctx, "admin", PASSWORD)
     with httpx.Client(base_url=ems.url, timeout=10) as client:
         token = re.findall(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)[0]
