@@ -237,14 +237,19 @@ def _power_by_site(layout: _Layout, power: FloatArray) -> list[FloatArray]:
 
 
 def check_group_plan(gp: GroupProblem, power_by_site: Sequence[FloatArray]) -> GroupCheckReport:
-    """`check_group` of per-site power matrices (sessions × group steps, layout order)."""
+    """`check_group` of per-site power matrices (sessions × steps, layout order; shorter than
+    the group's horizon: nothing drawn after)."""
     n = gp.n_steps()
     problems = gp.ordered()
     sites = {p.site.id: p.site for p in problems}
     power = {}
     for p, rows in zip(problems, power_by_site, strict=True):
+        # a site's own plan may end before the group's horizon: it draws nothing after
+        full = np.zeros((len(p.sessions), n))
+        if len(p.sessions):
+            full[:, : min(n, rows.shape[1])] = rows[:, :n]
         power[p.site.id] = SitePower(
-            {s.connector_id: rows[i, :n].tolist() for i, s in enumerate(p.sessions)},
+            {s.connector_id: full[i].tolist() for i, s in enumerate(p.sessions)},
             {s.connector_id: s.vehicle_phases for s in p.sessions},
             aligned(p.pv_kw, n, hold_last=False),
             aligned(p.base_load_kw, n, hold_last=False),
