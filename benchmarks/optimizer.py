@@ -41,11 +41,11 @@ STEPS = 96
 DEPOT = Path(__file__).resolve().parents[1] / "examples" / "sites" / "depot.json"
 
 
-def depot_site(n_connectors: int) -> Site:
-    """`examples/sites/depot.json` up to its 104 connectors; above, a synthetic depot of the
-    same make: feeders of 12 connectors (32 A three-phase with rotated wiring, 16 A single-
-    phase), a main sized like a real depot (~3.5 A per connector), PV and a workshop load."""
-    if n_connectors <= 104 and DEPOT.is_file():
+def depot_site(n_connectors: int, synthetic: bool = False) -> Site:
+    """`examples/sites/depot.json` up to its 104 connectors; above (or `synthetic`), a synthetic
+    depot of the same make: feeders of 12 connectors (32 A three-phase with rotated wiring, 16 A
+    single-phase), a main sized like a real depot (~3.5 A per connector), PV and a workshop load."""
+    if n_connectors <= 104 and DEPOT.is_file() and not synthetic:
         return load_site(DEPOT)
     rot: list[tuple[Phase, ...]] = [("L1", "L2", "L3"), ("L2", "L3", "L1"), ("L3", "L1", "L2")]
     feeders: list[Protection] = []

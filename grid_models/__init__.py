@@ -1,4 +1,5 @@
-"""The electrical model of a site: data, file format, validation, per-phase limits.
+"""The electrical model of a site and of groups of sites: data, file formats, validation,
+per-phase limits.
 
 Pure: no database, no network, no clock. pandapower is imported only when
 `grid_models.powerflow` runs a power flow.
@@ -15,6 +16,27 @@ from grid_models.electrical import (
     constraints,
     downstream,
     session_max_power_kw,
+)
+from grid_models.group import (
+    Group,
+    GroupCheckReport,
+    GroupLimit,
+    GroupStepLimits,
+    GroupViolation,
+    LimitPoint,
+    PhaseCurrent,
+    SitePower,
+    check_group,
+    sample_limits,
+    site_entry_currents,
+)
+from grid_models.groupfile import (
+    GroupValidationError,
+    group_from_dict,
+    group_to_dict,
+    load_group,
+    save_group,
+    validate_group,
 )
 from grid_models.site import (
     PHASES,
@@ -39,26 +61,43 @@ __all__ = [
     "Downstream",
     "GridConnection",
     "GridViolation",
+    "Group",
+    "GroupCheckReport",
+    "GroupLimit",
+    "GroupStepLimits",
+    "GroupValidationError",
+    "GroupViolation",
+    "LimitPoint",
     "Load",
     "OcpiLocationRef",
     "Phase",
+    "PhaseCurrent",
     "PhaseLimit",
     "Problem",
     "Protection",
     "PvPlant",
     "Site",
+    "SitePower",
     "SiteValidationError",
     "Violation",
     "check",
+    "check_group",
     "connector_phase_a_per_kw",
     "constraints",
     "downstream",
     "ensure_valid",
+    "group_from_dict",
+    "group_to_dict",
+    "load_group",
     "load_site",
+    "sample_limits",
+    "save_group",
     "save_site",
     "session_max_power_kw",
+    "site_entry_currents",
     "site_from_dict",
     "site_json_schema",
     "site_to_dict",
     "validate",
+    "validate_group",
 ]

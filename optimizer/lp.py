@@ -104,17 +104,24 @@ class StagedLp(LpModel):
     # ---- warm start across a rebuild -----------------------------------------------------
     def _index_maps(self, old: StagedLp) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """Where each column and row of `old` sits in this model, which must hold all of its
-        slots (in any order) and at least its steps."""
-        slot_new = {sl: k for k, sl in enumerate(self.slots)}
-        ks = np.array([slot_new[sl] for sl in old.slots], dtype=np.int64)
-        to, tn = old.T, self.T
+        slots (in any order), at least its steps, and the same sites and couplings (else
+        `KeyError`)."""
+        if old.sites != self.sites or old.couplings != self.couplings:
+            raise KeyError("other sites or couplings")
+        slot_new = {(m, *sl): k for k, (sl, m) in enumerate(zip(self.slots, self.slot_sites, strict=True))}
+        ks = np.array(
+            [slot_new[(m, *sl)] for sl, m in zip(old.slots, old.slot_sites, strict=True)], dtype=np.int64
+        )
+        to, tn, m_count = old.T, self.T, self.M
         t_ar = np.arange(to, dtype=np.int64)
+        # (site, step) blocks: site m's step t at m·T + t
+        mt_old = (np.arange(m_count, dtype=np.int64)[:, None] * tn + t_ar[None, :]).ravel()
         cols = np.empty(old.n_col, dtype=np.int64)
         cols[old.c_p : old.c_p + old.K * to] = (self.c_p + ks[:, None] * tn + t_ar[None, :]).ravel()
         cols[old.c_u : old.c_u + old.K] = self.c_u + ks
         for a, b in ((old.c_ev, self.c_ev), (old.c_g, self.c_g), (old.c_x, self.c_x)):
-            cols[a : a + to] = b + t_ar
-        cols[old.c_peak] = self.c_peak
+            cols[a : a + m_count * to] = b + mt_old
+        cols[old.c_peak : old.c_peak + m_count] = self.c_peak + np.arange(m_count)
         cols[old.c_z] = self.c_z
         j = np.arange(old.S, dtype=np.int64)
         cols[old.c_s : old.c_s + old.K * old.S] = (self.c_s + ks[:, None] * self.S + j[None, :]).ravel()
@@ -124,8 +131,10 @@ class StagedLp(LpModel):
         rows = np.empty(old.n_row, dtype=np.int64)
         rows[old.r_energy : old.r_energy + old.K] = self.r_energy + ks
         for a, b in ((old.r_evdef, self.r_evdef), (old.r_bal, self.r_bal), (old.r_peak, self.r_peak)):
-            rows[a : a + to] = b + t_ar
+            rows[a : a + m_count * to] = b + mt_old
         rows[old.r_lim : old.r_lim + old.R * to] = (self.r_lim + rs[:, None] * tn + t_ar[None, :]).ravel()
+        q_ar = np.arange(old.Q, dtype=np.int64)
+        rows[old.r_cpl : old.r_cpl + old.Q * to] = (self.r_cpl + q_ar[:, None] * tn + t_ar[None, :]).ravel()
         rows[old.r_fair : old.r_fair + old.K] = self.r_fair + ks
         rows[old.r_pieces : old.r_pieces + old.K] = self.r_pieces + ks
         rows[old.r_stage : old.r_stage + old.n_stage_rows] = self.r_stage + np.arange(old.n_stage_rows)

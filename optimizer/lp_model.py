@@ -17,24 +17,32 @@ Sets
         leaving only changes bounds and right-hand sides.
     T   steps 0..T-1 of length dt (h).
     R   per-phase protection limits (`grid_models.electrical.constraints`) that carry a slot.
+    M   sites: one, or the member sites of a group planned jointly (`optimizer.group`); each
+        slot belongs to one site (`slot_sites`), each site has its own EV total, grid import,
+        export and peak, its own series, grid connection and protection rows.
+    C   couplings: a group's rows over its member sites' imports (`Coupling`).
 
 Variables (all >= 0 unless said)
     p[k,t]   mean power of slot k in step t, kW; ub pmax_k inside the charging window, else 0
     u[k]     unmet energy, kWh
-    ev[t]    total EV power, kW
-    g[t]     grid import, kW, ub grid_connection.max_power_kw;  x[t] export, kW
-    peak     highest g[t], kW;  z  highest unmet share u[k]/E[k] (fairness)
+    ev[m,t]  total EV power of site m, kW
+    g[m,t]   grid import of site m, kW, ub its grid_connection.max_power_kw;  x[m,t] export, kW
+    peak[m]  highest g[m,t], kW;  z  highest unmet share u[k]/E[k] (fairness, over all sites)
     s[k,j]   j-th of S = 10 equal pieces of u[k], ub E_k/S (piecewise-linear fairness)
     e[k]     extra energy beyond the need, kWh, ub X_k (`Session.energy_extra_kwh`)
     y[k,t]   (MIP only) binary on/off for the minimum-current rule
 
 Constraints
     energy[k]     Σ_t dt·p[k,t] + u[k] − e[k] = E_k
-    ev_def[t]     ev[t] − Σ_k p[k,t] = 0
-    balance[t]    g[t] − x[t] − ev[t] = base[t] − pv[t]
+    ev_def[m,t]   ev[m,t] − Σ_{k of m} p[k,t] = 0
+    balance[m,t]  g[m,t] − x[m,t] − ev[m,t] = base[m,t] − pv[m,t]
     limit[r,t]    −I_r − c_r[t] <= Σ_k a[r,k]·p[k,t] <= I_r − c_r[t],
-                  c_r[t] = a_pv[r]·pv[t] + a_base[r]·base[t]     (both directions, every phase)
-    peak_def[t]   peak − g[t] >= 0
+                  c_r[t] = a_pv[r]·pv[m(r),t] + a_base[r]·base[m(r),t]  (both directions, every phase)
+    peak_def[m,t] peak[m] − g[m,t] >= 0
+    import[c,t]   Σ_{m in c} ev[m,t] <= max(0, G_c[t] − Σ_{m in c} (base[m,t] − pv[m,t]))
+                  (a group's net import at its node; no row bound where no limit is in force)
+    current[c,φ,t] Σ_{k of c} b[φ,k]·p[k,t] <= max(0, A_c[t] − Σ_{m in c} (b_pv·pv + b_base·base))
+                  (b: A on phase φ at the site's grid connection, `site_entry_currents`)
     fair[k]       E_k·z − u[k] >= 0
     pieces[k]     u[k] − Σ_j s[k,j] = 0
     on_max[k,t]   p[k,t] − pmax_k·y[k,t] <= 0;  on_min[k,t]  p[k,t] − pmin_k·y[k,t] >= 0  (MIP)
@@ -43,7 +51,8 @@ Constraints
 Stages (strict priorities, each optimum fixed by its stage row before the next)
     1  min Σ_k w_k·u[k]                       least unmet energy, weighted by priority
     2  min Σ_t dt·g[t] (self_consumption) | Σ_t price[t]·dt·(g[t] − x[t]·[price<0]) (cost)
-           | peak (peak), or a weighted sum of these;  − Σ_k ε_k·e[k], ε_k from half to 0.9
+           | peak (peak), or a weighted sum of these, summed over the sites (each with its own
+           weights and prices);  − Σ_k ε_k·e[k], ε_k from half to 0.9
            of the cheapest import kWh, more for a window ending sooner
            (`optimizer.problem.extra_values_per_kwh`): extra energy only from PV that no need
            takes, first to the car with fewer PV hours left
@@ -52,9 +61,9 @@ Stages (strict priorities, each optimum fixed by its stage row before the next)
     4  min Σ_k,j (2j+1)/S·s[k,j]             only under shortage: = Σ_k E_k·φ(u_k/E_k) with φ a
                                               piecewise-linear r², which spreads the unmet share
                                               evenly over every bottleneck, not only the worst
-    5  min Σ_t dt·(h(t)+1)·ev[t]              earlier: a coarse discount by the hour h(t) of
+    5  min Σ_m,t dt·(h(t)+1)·ev[m,t]          earlier: a coarse discount by the hour h(t) of
                                               step t (no tiny costs, few ties to explore)
-    6  min peak                               flatter grid draw within what stage 5 left free
+    6  min Σ_m peak[m]                        flatter grid draw within what stage 5 left free
 
 How the stages are solved (one weighted run, its proof, warm starts) is in `optimizer.lp`;
 `WarmBasis` is defined here because the model keeps its bases (`_bases`) and notes when bounds
@@ -78,7 +87,8 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from grid_models.electrical import PhaseLimit, constraints
-from grid_models.site import Site
+from grid_models.group import PhaseCurrent, site_entry_currents
+from grid_models.site import PHASES, Site
 from optimizer.problem import extra_values_per_kwh
 
 FloatArray = npt.NDArray[np.float64]
@@ -95,6 +105,26 @@ def site_constraints(site: Site, mode: int) -> list[PhaseLimit]:
     builds every row: 6.4 ms for both modes on the 104-connector depot, of an 11 ms build, where
     hashing the site costs 0.1 ms)."""
     return constraints(site, {c.id: mode for c in site.connectors()})
+
+
+@functools.lru_cache(maxsize=64)
+def site_entry_rows(site: Site, mode: int) -> tuple[PhaseCurrent, ...]:
+    """`site_entry_currents` of `site` with every connector in vehicle-phase `mode` (cached as
+    `site_constraints`): the coefficients of a group's per-phase rows."""
+    return site_entry_currents(site, {c.id: mode for c in site.connectors()})
+
+
+@dataclass(frozen=True)
+class Coupling:
+    """One group's rows in a joint model: its member sites (indices into the model's sites),
+    a net-import row per step if it has an import limit, a row per phase and step if it has a
+    current limit. Which rows exist is the model's structure; their bounds are loaded per
+    problem (`GroupStepData`)."""
+
+    group_id: str
+    sites: tuple[int, ...]
+    import_limit: bool
+    current_limit: bool
 
 
 @dataclass
@@ -119,6 +149,20 @@ class StepData:
     base_load_kw: FloatArray
     price_eur_per_kwh: FloatArray | None
     weights: dict[str, float]
+
+
+@dataclass
+class GroupStepData:
+    """What a joint model loads per step: each site's `StepData` (all over the same steps) and
+    each coupling's limits, `(couplings, steps)` arrays with `inf` where none is in force."""
+
+    sites: tuple[StepData, ...]
+    max_import_kw: FloatArray
+    max_current_a: FloatArray
+
+    @property
+    def n_steps(self) -> int:
+        return self.sites[0].n_steps
 
 
 _STATUS = {int(v.value): v for v in highspy.HighsBasisStatus.__members__.values()}
@@ -160,59 +204,126 @@ class LpModel:
 
     def __init__(
         self,
-        site: Site,
+        site: Site | Sequence[Site],
         slots: Sequence[tuple[str, int]],
         n_steps: int,
         step_s: int,
         *,
         mip: bool = False,
         threads: int = 1,
+        slot_sites: Sequence[int] | None = None,
+        couplings: Sequence[Coupling] = (),
     ) -> None:
-        self.site = site
+        self.sites: tuple[Site, ...] = (site,) if isinstance(site, Site) else tuple(site)
+        self.site = self.sites[0]
+        self.M = len(self.sites)
         self.slots = list(slots)
+        self.slot_sites = [0] * len(self.slots) if slot_sites is None else list(slot_sites)
+        """The site (index into `sites`) of each slot."""
+        self.couplings = tuple(couplings)
         self.K = len(self.slots)
         self.T = n_steps
         self.dt_h = step_s / 3600.0
         self.mip = mip
+        self.threads = threads
         self._build(threads)
+
+    def same_structure(self, other: LpModel) -> bool:
+        """Whether `other` has this model's sites, slots, steps and couplings (a MIP twin, a
+        model whose bases carry over)."""
+        return (
+            other.sites == self.sites
+            and other.slots == self.slots
+            and other.slot_sites == self.slot_sites
+            and other.couplings == self.couplings
+            and (other.T, other.dt_h) == (self.T, self.dt_h)
+        )
 
     # ---- step 1: sets and index layout ----------------------------------------------------
     def _create_sets(self) -> None:
-        k_count, t_count = self.K, self.T
-        by_mode = {m: site_constraints(self.site, m) for m in (1, 3)}
-        slots_of: dict[tuple[str, int], list[int]] = {}
-        for k, pair in enumerate(self.slots):
-            slots_of.setdefault(pair, []).append(k)
-        modes = sorted({mode for _, mode in self.slots})
-        rows: list[int] = []
+        k_count, t_count, m_count = self.K, self.T, self.M
+        slots_of: dict[tuple[int, str, int], list[int]] = {}
+        for k, (pair, m) in enumerate(zip(self.slots, self.slot_sites, strict=True)):
+            slots_of.setdefault((m, *pair), []).append(k)
+        rows: list[tuple[int, int]] = []
         coefs: list[dict[int, float]] = []
-        for r in range(len(by_mode[3])):
-            # each row's own connectors, not every slot (N = 1000: 255 rows × 1000 slots of
-            # dictionary look-ups were most of the cold build)
-            found: list[tuple[int, float]] = []
-            for mode in modes:
-                for cid, a in by_mode[mode][r].connector_a_per_kw.items():
-                    if a:
-                        found.extend((k, a) for k in slots_of.get((cid, mode), ()))
-            if found:
-                rows.append(r)
-                coefs.append(dict(sorted(found)))
-        lims = by_mode[3]
+        rated: list[float] = []
+        pv_a: list[float] = []
+        base_a: list[float] = []
+        for m, site in enumerate(self.sites):
+            by_mode = {mode: site_constraints(site, mode) for mode in (1, 3)}
+            modes = sorted(
+                {mode for (_, mode), sm in zip(self.slots, self.slot_sites, strict=True) if sm == m}
+            )
+            for r in range(len(by_mode[3])):
+                # each row's own connectors, not every slot (N = 1000: 255 rows × 1000 slots of
+                # dictionary look-ups were most of the cold build)
+                found: list[tuple[int, float]] = []
+                for mode in modes:
+                    for cid, a in by_mode[mode][r].connector_a_per_kw.items():
+                        if a:
+                            found.extend((k, a) for k in slots_of.get((m, cid, mode), ()))
+                if found:
+                    lim = by_mode[3][r]
+                    rows.append((m, r))
+                    coefs.append(dict(sorted(found)))
+                    rated.append(lim.rated_current_a)
+                    pv_a.append(lim.pv_a_per_kw)
+                    base_a.append(lim.base_load_a_per_kw)
         self.limit_rows = rows
-        """The site-wide index (`constraints`) of each limit row kept."""
-        self.limit_rated_a = np.array([lims[r].rated_current_a for r in rows])
-        self.limit_pv_a = np.array([lims[r].pv_a_per_kw for r in rows])
-        self.limit_base_a = np.array([lims[r].base_load_a_per_kw for r in rows])
+        """(site index, site-wide index in `constraints`) of each limit row kept."""
+        self.limit_site = np.array([m for m, _ in rows], dtype=np.int64)
+        self.limit_rated_a = np.array(rated)
+        self.limit_pv_a = np.array(pv_a)
+        self.limit_base_a = np.array(base_a)
         self.limit_coefs = coefs
         self.R = len(rows)
+        # a group's rows: net import over its sites' EV totals, current per phase at its node
+        self.coupling_rows: list[tuple[int, int]] = []
+        """(coupling index, -1 for the import row or the phase index) of each coupling row."""
+        self.coupling_coefs: list[dict[int, float]] = []
+        """Slot -> coefficient of each current row (the import row's are on the ev columns)."""
+        self.coupling_pv_a = np.zeros((0, m_count))
+        self.coupling_base_a = np.zeros((0, m_count))
+        pv_rows: list[FloatArray] = []
+        base_rows: list[FloatArray] = []
+        for c, cpl in enumerate(self.couplings):
+            if cpl.import_limit:
+                self.coupling_rows.append((c, -1))
+                self.coupling_coefs.append({})
+                member = np.zeros(m_count)
+                member[list(cpl.sites)] = 1.0
+                pv_rows.append(-member)
+                base_rows.append(member)
+            if cpl.current_limit:
+                for ph in range(len(PHASES)):
+                    coef: dict[int, float] = {}
+                    pv_row, base_row = np.zeros(m_count), np.zeros(m_count)
+                    for m in cpl.sites:
+                        entry = {mode: site_entry_rows(self.sites[m], mode)[ph] for mode in (1, 3)}
+                        pv_row[m] = entry[3].pv_a_per_kw
+                        base_row[m] = entry[3].base_load_a_per_kw
+                        for k, ((cid, mode), sm) in enumerate(zip(self.slots, self.slot_sites, strict=True)):
+                            a = entry[mode].connector_a_per_kw.get(cid, 0.0) if sm == m else 0.0
+                            if a:
+                                coef[k] = a
+                    self.coupling_rows.append((c, ph))
+                    self.coupling_coefs.append(coef)
+                    pv_rows.append(pv_row)
+                    base_rows.append(base_row)
+        if pv_rows:
+            self.coupling_pv_a = np.array(pv_rows)
+            self.coupling_base_a = np.array(base_rows)
+        self.Q = len(self.coupling_rows)
         # column offsets
         self.c_p = 0
         self.c_u = k_count * t_count
+        mt = m_count * t_count
         self.c_ev = self.c_u + k_count
-        self.c_g = self.c_ev + t_count
-        self.c_x = self.c_g + t_count
-        self.c_peak = self.c_x + t_count
-        self.c_z = self.c_peak + 1
+        self.c_g = self.c_ev + mt
+        self.c_x = self.c_g + mt
+        self.c_peak = self.c_x + mt
+        self.c_z = self.c_peak + m_count
         self.S = FAIR_PIECES
         self.c_s = self.c_z + 1
         self.c_e = self.c_s + k_count * self.S
@@ -221,10 +332,11 @@ class LpModel:
         # row offsets
         self.r_energy = 0
         self.r_evdef = k_count
-        self.r_bal = self.r_evdef + t_count
-        self.r_lim = self.r_bal + t_count
+        self.r_bal = self.r_evdef + mt
+        self.r_lim = self.r_bal + mt
         self.r_peak = self.r_lim + self.R * t_count
-        self.r_fair = self.r_peak + t_count
+        self.r_cpl = self.r_peak + mt
+        self.r_fair = self.r_cpl + self.Q * t_count
         self.r_pieces = self.r_fair + k_count
         self.r_stage = self.r_pieces + k_count
         self.n_stage_rows = 5
@@ -234,7 +346,8 @@ class LpModel:
     # ---- step 2 and 3: variables and constraints as one sparse matrix --------------------------
     def _build(self, threads: int) -> None:
         self._create_sets()
-        k_count, t_count, dt = self.K, self.T, self.dt_h
+        k_count, t_count, m_count, dt = self.K, self.T, self.M, self.dt_h
+        mt = m_count * t_count
         ri: list[npt.NDArray[np.int64]] = []
         ci: list[npt.NDArray[np.int64]] = []
         vv: list[FloatArray] = []
@@ -256,14 +369,16 @@ class LpModel:
         add(self.r_energy + kk, p_idx, dt)
         add(self.r_energy + np.arange(k_count), self.c_u + np.arange(k_count), 1.0)
         add(self.r_energy + np.arange(k_count), self.c_e + np.arange(k_count), -1.0)
-        # ev_def[t]
+        # ev_def[m,t]: each slot on its own site's row
         t_ar = np.arange(t_count)
-        add(self.r_evdef + t_ar, self.c_ev + t_ar, 1.0)
-        add(self.r_evdef + tt, p_idx, -1.0)
-        # balance[t]
-        add(self.r_bal + t_ar, self.c_g + t_ar, 1.0)
-        add(self.r_bal + t_ar, self.c_x + t_ar, -1.0)
-        add(self.r_bal + t_ar, self.c_ev + t_ar, -1.0)
+        mt_ar = np.arange(mt)
+        site_of = np.asarray(self.slot_sites, dtype=np.int64).reshape(k_count, 1)
+        add(self.r_evdef + mt_ar, self.c_ev + mt_ar, 1.0)
+        add(self.r_evdef + site_of * t_count + tt, p_idx, -1.0)
+        # balance[m,t]
+        add(self.r_bal + mt_ar, self.c_g + mt_ar, 1.0)
+        add(self.r_bal + mt_ar, self.c_x + mt_ar, -1.0)
+        add(self.r_bal + mt_ar, self.c_ev + mt_ar, -1.0)
         # limit[r,t]
         for r, coef in enumerate(self.limit_coefs):
             ks = np.fromiter(coef.keys(), dtype=np.int64)
@@ -271,17 +386,29 @@ class LpModel:
             rows = self.r_lim + r * t_count + np.repeat(t_ar[None, :], ks.size, axis=0)
             cols = self.c_p + ks[:, None] * t_count + t_ar[None, :]
             add(rows, cols, np.repeat(a[:, None], t_count, axis=1))
-        # peak_def[t]
-        add(self.r_peak + t_ar, np.full(t_count, self.c_peak), 1.0)
-        add(self.r_peak + t_ar, self.c_g + t_ar, -1.0)
+        # peak_def[m,t]
+        add(self.r_peak + mt_ar, self.c_peak + mt_ar // t_count, 1.0)
+        add(self.r_peak + mt_ar, self.c_g + mt_ar, -1.0)
+        # a group's rows: its sites' EV totals (import), its slots' currents at the node
+        for q, ((c, ph), coef) in enumerate(zip(self.coupling_rows, self.coupling_coefs, strict=True)):
+            row0 = self.r_cpl + q * t_count
+            if ph < 0:
+                for m in self.couplings[c].sites:
+                    add(row0 + t_ar, self.c_ev + m * t_count + t_ar, 1.0)
+            elif coef:
+                ks = np.fromiter(coef.keys(), dtype=np.int64)
+                a = np.fromiter(coef.values(), dtype=float)
+                rows = row0 + np.repeat(t_ar[None, :], ks.size, axis=0)
+                cols = self.c_p + ks[:, None] * t_count + t_ar[None, :]
+                add(rows, cols, np.repeat(a[:, None], t_count, axis=1))
         # fair[k]: E_k·z − u_k >= 0 (E_k set per update; placeholder 1)
         add(self.r_fair + np.arange(k_count), np.full(k_count, self.c_z), 1.0)
         add(self.r_fair + np.arange(k_count), self.c_u + np.arange(k_count), -1.0)
         # stage rows: coefficients set per update (placeholders on every column they may use)
         add(np.full(k_count, self.r_stage), self.c_u + np.arange(k_count), 1.0)
         add(
-            np.full(2 * t_count + 1, self.r_stage + 1),
-            np.concatenate([self.c_g + t_ar, self.c_x + t_ar, [self.c_peak]]),
+            np.full(2 * mt + m_count, self.r_stage + 1),
+            np.concatenate([self.c_g + mt_ar, self.c_x + mt_ar, self.c_peak + np.arange(m_count)]),
             1.0,
         )
         add(np.full(k_count, self.r_stage + 1), self.c_e + np.arange(k_count), 1.0)
@@ -291,7 +418,7 @@ class LpModel:
         add(self.r_pieces + np.arange(k_count), self.c_u + np.arange(k_count), 1.0)
         add(self.r_pieces + np.repeat(np.arange(k_count), self.S), s_idx, -1.0)
         add(np.full(s_idx.size, self.r_stage + 3), s_idx, np.tile(self._piece_costs(), k_count))
-        add(np.full(t_count, self.r_stage + 4), self.c_ev + t_ar, 1.0)
+        add(np.full(mt, self.r_stage + 4), self.c_ev + mt_ar, 1.0)
         if self.mip:
             y_idx = self.c_y + kk * t_count + tt
             n_kt = k_count * t_count
@@ -312,17 +439,18 @@ class LpModel:
         lp.col_cost_ = np.zeros(self.n_col)
         lp.col_lower_ = np.zeros(self.n_col)
         col_upper = np.zeros(self.n_col)
-        col_upper[self.c_peak] = INF
+        col_upper[self.c_peak : self.c_peak + m_count] = INF
         col_upper[self.c_z] = INF
-        col_upper[self.c_x : self.c_x + t_count] = INF
-        col_upper[self.c_ev : self.c_ev + t_count] = INF
+        col_upper[self.c_x : self.c_x + mt] = INF
+        col_upper[self.c_ev : self.c_ev + mt] = INF
         lp.col_upper_ = col_upper
         row_lo = np.full(self.n_row, -INF)
         row_hi = np.full(self.n_row, INF)
         row_lo[: self.r_lim] = 0.0
         row_hi[: self.r_lim] = 0.0
         row_hi[self.r_pieces : self.r_stage] = 0.0
-        row_lo[self.r_peak : self.r_stage] = 0.0
+        row_lo[self.r_peak : self.r_cpl] = 0.0
+        row_lo[self.r_fair : self.r_stage] = 0.0
         if self.mip:
             row_hi[self.r_mip : self.r_mip + k_count * t_count] = 0.0
             row_lo[self.r_mip + k_count * t_count :] = 0.0
@@ -366,7 +494,7 @@ class LpModel:
     # ---- per-update data ------------------------------------------------------------------
     def load(
         self,
-        steps: StepData,
+        steps: StepData | GroupStepData,
         slots: Sequence[SlotData],
         pattern: FloatArray | None = None,
         binary_steps: int | None = None,
@@ -376,10 +504,13 @@ class LpModel:
         `pattern` (K, T): fixes the on/off decisions of the minimum-current rule (1 on, 0 off,
         nan free); used by the LP-rounding heuristic and after a MIP.
         """
-        k_count, t_count = self.K, self.T
+        k_count, t_count, m_count = self.K, self.T, self.M
         h = self.h
         n = steps.n_steps
         self.steps = steps
+        self.site_steps = steps.sites if isinstance(steps, GroupStepData) else (steps,)
+        if len(self.site_steps) != m_count or any(st.n_steps != n for st in self.site_steps):
+            raise ValueError(f"load: {m_count} site(s) over {n} steps expected")
         self.slot_data = list(slots)
         p_lo = np.zeros((k_count, t_count))
         p_hi = np.zeros((k_count, t_count))
@@ -409,23 +540,39 @@ class LpModel:
         e_idx = (self.c_e + np.arange(k_count)).astype(np.int32)
         self._col_bounds(k_count, e_idx, np.zeros(k_count), e_hi)
         self._row_bounds(k_count, np.arange(k_count, dtype=np.int32), energy, energy)
-        # the grid: import bounded by the connection, steps past the horizon switched off
-        gmax = float(self.site.grid_connection.max_power_kw)
-        pv = np.zeros(t_count)
-        base = np.zeros(t_count)
-        pv[:n] = steps.pv_kw[:n]
-        base[:n] = steps.base_load_kw[:n]
-        g_hi = np.where(np.arange(t_count) < n, gmax, 0.0)
-        g_idx = (self.c_g + np.arange(t_count)).astype(np.int32)
-        self._col_bounds(t_count, g_idx, np.zeros(t_count), g_hi)
-        bal = base - pv
-        self._row_bounds(t_count, (self.r_bal + np.arange(t_count)).astype(np.int32), bal, bal)
+        # the grid: each site's import bounded by its connection, steps past the horizon off
+        pv = np.zeros((m_count, t_count))
+        base = np.zeros((m_count, t_count))
+        for m, st in enumerate(self.site_steps):
+            pv[m, :n] = st.pv_kw[:n]
+            base[m, :n] = st.base_load_kw[:n]
+        live = np.arange(t_count) < n
+        gmax = np.array([float(site.grid_connection.max_power_kw) for site in self.sites])
+        g_hi = np.where(live[None, :], gmax[:, None], 0.0).ravel()
+        mt = m_count * t_count
+        g_idx = (self.c_g + np.arange(mt)).astype(np.int32)
+        self._col_bounds(mt, g_idx, np.zeros(mt), g_hi)
+        bal = (base - pv).ravel()
+        self._row_bounds(mt, (self.r_bal + np.arange(mt)).astype(np.int32), bal, bal)
         if self.R:
-            c = self.limit_pv_a[:, None] * pv[None, :] + self.limit_base_a[:, None] * base[None, :]
+            c = (
+                self.limit_pv_a[:, None] * pv[self.limit_site]
+                + self.limit_base_a[:, None] * base[self.limit_site]
+            )
             lo = (-self.limit_rated_a[:, None] - c).ravel()
             hi = (self.limit_rated_a[:, None] - c).ravel()
             rows = (self.r_lim + np.arange(self.R * t_count)).astype(np.int32)
             self._row_bounds(rows.size, rows, lo, hi)
+        if self.Q:
+            assert isinstance(steps, GroupStepData)
+            caps = np.array(
+                [steps.max_import_kw[c] if ph < 0 else steps.max_current_a[c] for c, ph in self.coupling_rows]
+            )[:, :t_count]
+            fixed = self.coupling_pv_a @ pv + self.coupling_base_a @ base
+            # where base load and PV alone break a limit, no charging (never an infeasible LP)
+            hi = np.where(np.isfinite(caps) & live[None, :], np.maximum(0.0, caps - fixed), INF).ravel()
+            rows = (self.r_cpl + np.arange(self.Q * t_count)).astype(np.int32)
+            self._row_bounds(rows.size, rows, np.full(rows.size, -INF), hi)
         # fairness rows: E_k·z − u_k >= 0
         for k in range(k_count):
             self._coeff(self.r_fair + k, self.c_z, energy[k] if energy[k] > 0 else 1.0)
@@ -434,15 +581,15 @@ class LpModel:
         for k in range(k_count):
             self._coeff(self.r_stage, self.c_u + k, w[k])
         c2 = self._stage2_costs()
-        for j in range(2 * t_count + 1):
+        for j in range(2 * mt + m_count):
             self._coeff(self.r_stage + 1, self.c_g + j, c2[self.c_g + j])
         for k in range(k_count):
             self._coeff(self.r_stage + 1, self.c_e + k, c2[self.c_e + k])
         s_idx = (self.c_s + np.arange(k_count * self.S)).astype(np.int32)
         self._col_bounds(s_idx.size, s_idx, np.zeros(s_idx.size), np.repeat(u_hi / self.S, self.S))
         c5 = self._stage_costs(5)
-        for t in range(t_count):
-            self._coeff(self.r_stage + 4, self.c_ev + t, c5[self.c_ev + t])
+        for j in range(mt):
+            self._coeff(self.r_stage + 4, self.c_ev + j, c5[self.c_ev + j])
         rows3 = np.arange(self.r_stage, self.r_stage + self.n_stage_rows, dtype=np.int32)
         self._row_bounds(rows3.size, rows3, np.full(rows3.size, -INF), np.full(rows3.size, INF))
         if self.mip:
@@ -497,27 +644,30 @@ class LpModel:
             self._stage_coef_cache[key] = value
 
     def _stage2_costs(self) -> FloatArray:
+        """Each site's objective over its own columns, with its weights and prices, summed."""
         t_count, dt = self.T, self.dt_h
-        n = self.steps.n_steps
+        n = self.site_steps[0].n_steps
         c = np.zeros(self.n_col)
         live = (np.arange(t_count) < n).astype(float)
-        for name, w in self.steps.weights.items():
-            if name == "self_consumption":
-                c[self.c_g : self.c_g + t_count] += w * dt * live
-            elif name == "cost":
-                price = np.zeros(t_count)
-                assert self.steps.price_eur_per_kwh is not None
-                price[:n] = self.steps.price_eur_per_kwh[:n]
-                c[self.c_g : self.c_g + t_count] += w * dt * price * live
-                c[self.c_x : self.c_x + t_count] += w * dt * np.maximum(0.0, -price) * live
-            elif name == "peak":
-                c[self.c_peak] += w
-        prices = self.steps.price_eur_per_kwh
-        live_prices = None if prices is None else prices[: max(1, n)].tolist()
-        ends = [s.end if s.active else n for s in self.slot_data]
-        c[self.c_e : self.c_e + self.K] = -np.asarray(
-            extra_values_per_kwh(self.steps.weights, live_prices, ends, n)
-        )
+        site_of = np.asarray(self.slot_sites, dtype=np.int64)
+        for m, steps in enumerate(self.site_steps):
+            g0, x0 = self.c_g + m * t_count, self.c_x + m * t_count
+            for name, w in steps.weights.items():
+                if name == "self_consumption":
+                    c[g0 : g0 + t_count] += w * dt * live
+                elif name == "cost":
+                    price = np.zeros(t_count)
+                    assert steps.price_eur_per_kwh is not None
+                    price[:n] = steps.price_eur_per_kwh[:n]
+                    c[g0 : g0 + t_count] += w * dt * price * live
+                    c[x0 : x0 + t_count] += w * dt * np.maximum(0.0, -price) * live
+                elif name == "peak":
+                    c[self.c_peak + m] += w
+            prices = steps.price_eur_per_kwh
+            live_prices = None if prices is None else prices[: max(1, n)].tolist()
+            mine = np.flatnonzero(site_of == m)
+            ends = [self.slot_data[k].end if self.slot_data[k].active else n for k in mine]
+            c[self.c_e + mine] = -np.asarray(extra_values_per_kwh(steps.weights, live_prices, ends, n))
         return c
 
     def _stage_costs(self, stage: int) -> FloatArray:
@@ -533,10 +683,10 @@ class LpModel:
         elif stage == 4:
             c[self.c_s : self.c_s + self.K * self.S] = np.tile(self._piece_costs(), self.K)
         elif stage == 5:
-            n = max(1, self.steps.n_steps)
+            n = max(1, self.site_steps[0].n_steps)
             hour = np.floor(np.arange(t_count) * self.dt_h / EARLY_BLOCK_H + 1e-9)
             n_hours = math.floor((n - 1) * self.dt_h / EARLY_BLOCK_H + 1e-9) + 1
-            c[self.c_ev : self.c_ev + t_count] = self.dt_h * (hour + 1.0) / n_hours
+            c[self.c_ev : self.c_ev + self.M * t_count] = np.tile(self.dt_h * (hour + 1.0) / n_hours, self.M)
         else:
-            c[self.c_peak] = 1.0
+            c[self.c_peak : self.c_peak + self.M] = 1.0
         return c

@@ -147,16 +147,19 @@ def _mip_of(model: StagedLp, problem: Problem, kept: StagedLp | None = None) -> 
     """A MIP over `model`'s slots and steps: `kept` when it is one, its last solution and
     incumbent cleared (`load` then sets every bound, coefficient and integrality: the same
     optima as a new one, though an equal choice may fall another way), else a new one."""
-    if (
-        kept is not None
-        and kept.site is model.site
-        and kept.slots == model.slots
-        and (kept.T, kept.dt_h) == (model.T, model.dt_h)
-    ):
+    if kept is not None and kept.same_structure(model):
         kept.h.clearSolver()
         return kept
-    threads = problem.options.threads
-    return StagedLp(problem.site, model.slots, model.T, problem.step_s, mip=True, threads=threads)
+    return StagedLp(
+        model.sites,
+        model.slots,
+        model.T,
+        problem.step_s,
+        mip=True,
+        threads=problem.options.threads,
+        slot_sites=model.slot_sites,
+        couplings=model.couplings,
+    )
 
 
 SEARCH_MAX_RELAXATIONS = 24
@@ -312,6 +315,23 @@ def _exact(
     return replace(better, status="feasible", gap=_gap(better.stage_values, bounds)), build_s
 
 
+def solve_loaded(
+    model: StagedLp, problem: Problem, slot_of: list[int], method: Method, mip_of: Callable[[], StagedLp]
+) -> tuple[StageOutcome, Method, float]:
+    """Run `method` on a loaded model: the LP or its rounding, or the exact minimum-current rule
+    (the rounded plan when the relaxation's bound proves it optimal, else the search or the
+    MIP started from it). `problem` gives the options and the step (for a group: any member's,
+    they share them). Returns the outcome, the method and the seconds spent building a MIP."""
+    if method != "mip":
+        outcome, method = _solve_model(model, problem, slot_of, method)
+        return outcome, method, 0.0
+    rounded = _heuristic(model, problem, slot_of)
+    if _proved(rounded, problem.options):
+        return rounded.outcome, method, 0.0
+    outcome, mip_build_s = _exact(problem, model, slot_of, rounded, mip_of)
+    return outcome, method, mip_build_s
+
+
 def _finish(
     problem: Problem,
     outcome: StageOutcome,
@@ -426,16 +446,10 @@ def solve(problem: Problem) -> Plan:
     t1 = time.perf_counter()
     build_s = t1 - t0
     slot_of = list(range(len(problem.sessions)))
-    if method != "mip":
-        outcome, method = _solve_model(model, problem, slot_of, method)
-    else:
-        # exact: the rounded plan when the relaxation's bound proves it optimal, else the MIP
-        # started from it
-        rounded = _heuristic(model, problem, slot_of)
-        outcome = rounded.outcome
-        if not _proved(rounded, problem.options):
-            outcome, mip_build_s = _exact(problem, model, slot_of, rounded, lambda: _mip_of(model, problem))
-            build_s += mip_build_s
+    outcome, method, mip_build_s = solve_loaded(
+        model, problem, slot_of, method, lambda: _mip_of(model, problem)
+    )
+    build_s += mip_build_s
     t2 = time.perf_counter()
     solve_ms = (t2 - t1 - (build_s - (t1 - t0))) * 1e3
     return _finish(problem, outcome, method, slot_of, build_s * 1e3, solve_ms, limits)
@@ -527,22 +541,15 @@ class PersistentPlanner:
             slots[slot_of[lim.index]] = _slot_data(problem, lim)
         st.model.load(_step_data(problem, st.model.T), slots)
         t1 = time.perf_counter()
-        mip_build_s = 0.0
-        if method == "mip":
-            # The exact rule, warm: the rounding on the kept model, kept when its relaxation's
-            # bound proves it optimal (as `solve` does first); otherwise the MIP.
-            rounded = _heuristic(st.model, problem, slot_of)
-            outcome = rounded.outcome
-            if not _proved(rounded, problem.options):
 
-                def kept_mip() -> StagedLp:
-                    # the MIP is kept with the model: building it took a seventh of its solve
-                    st.mip = _mip_of(st.model, problem, st.mip)
-                    return st.mip
+        def kept_mip() -> StagedLp:
+            # the MIP is kept with the model: building it took a seventh of its solve
+            st.mip = _mip_of(st.model, problem, st.mip)
+            return st.mip
 
-                outcome, mip_build_s = _exact(problem, st.model, slot_of, rounded, kept_mip)
-        else:
-            outcome, method = _solve_model(st.model, problem, slot_of, method)
+        # the exact rule, warm: the rounding on the kept model, kept when its relaxation's bound
+        # proves it optimal (as `solve` does first); otherwise the MIP
+        outcome, method, mip_build_s = solve_loaded(st.model, problem, slot_of, method, kept_mip)
         t2 = time.perf_counter()
         if not outcome.ok:
             self._state = None  # start afresh next time

@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from ems.cli.common import InputError, fail_input, read_file_option, read_site_option
+
+if TYPE_CHECKING:
+    from ems.replay.log import LoggedSession
 
 LONG_REPLAY_DAYS = 7
 """Replays longer than this show a progress bar on stderr."""
@@ -26,11 +29,27 @@ def _fail(message: str) -> NoReturn:
 
 
 def replay_command(
-    site: Annotated[Path | None, typer.Option("--site", help="site.json (formats §1)")] = None,
-    sessions: Annotated[
-        Path | None, typer.Option("--sessions", help="sessions.csv or OCPI JSON Lines (formats §3)")
+    site: Annotated[
+        list[Path] | None,
+        typer.Option("--site", help="site.json (formats §1); with --group, one per member site"),
     ] = None,
-    series: Annotated[Path | None, typer.Option("--series", help="series.csv (formats §2)")] = None,
+    sessions: Annotated[
+        Path | None,
+        typer.Option(
+            "--sessions",
+            help="sessions.csv or OCPI JSON Lines (formats §3); with --group, one log with a site column",
+        ),
+    ] = None,
+    series: Annotated[
+        list[str] | None,
+        typer.Option("--series", help="series.csv (formats §2); with --group, SITE=series.csv per site"),
+    ] = None,
+    group: Annotated[
+        Path | None, typer.Option("--group", help="group.json: replay its sites planned as one unit")
+    ] = None,
+    log: Annotated[
+        list[str] | None, typer.Option("--log", help="with --group: SITE=sessions.csv, once per site")
+    ] = None,
     strategy: Annotated[
         str,
         typer.Option(
@@ -70,8 +89,32 @@ def replay_command(
     from ems.sites.series import SeriesError, read_series
     from optimizer.problem import OBJECTIVES
 
-    if site is None:
+    if not site:
         _fail("--site is required")
+    if group is not None:
+        _replay_group_command(
+            group,
+            site,
+            sessions,
+            series or [],
+            log or [],
+            strategy,
+            out,
+            step_min,
+            forecast_error,
+            seed,
+            min_current,
+            mip_max_binaries,
+            replan_min,
+            objective,
+        )
+        return
+    if len(site) > 1:
+        _fail("--site is given more than once (several sites are replayed together with --group)")
+    if log:
+        _fail("--log is for --group (one log per site); replay one site with --sessions")
+    if series is not None and len(series) > 1:
+        _fail("--series is given more than once (one series per site is for --group)")
     if sessions is None:
         _fail("--sessions is required")
     names = [s.strip() for s in strategy.split(",") if s.strip()]
@@ -93,10 +136,10 @@ def replay_command(
     if objective not in OBJECTIVES:
         _fail(f"--objective {objective!r}: expected one of {', '.join(OBJECTIVES)}")
     try:
-        site_model = read_site_option(site)
-        log = read_file_option(sessions, "--sessions", read_session_log, (LogError,))
+        site_model = read_site_option(site[0])
+        log_sessions = read_file_option(sessions, "--sessions", read_session_log, (LogError,))
         series_data = (
-            None if series is None else read_file_option(series, "--series", read_series, (SeriesError,))
+            None if not series else read_file_option(Path(series[0]), "--series", read_series, (SeriesError,))
         )
     except InputError as exc:
         _fail(str(exc))
@@ -104,7 +147,7 @@ def replay_command(
         _fail(f"--out {out}: exists and is not a folder")
 
     step_s = step_min * 60
-    n_steps = n_replay_steps(log, site_model, step_s)
+    n_steps = n_replay_steps(log_sessions, site_model, step_s)
     show_progress = n_steps * step_s > LONG_REPLAY_DAYS * 86400
     results = []
     kpis = {}
@@ -123,7 +166,7 @@ def replay_command(
             total=n_steps, desc=name, unit="step", file=sys.stderr, disable=not show_progress, leave=False
         ) as bar:
             try:
-                result = replay(site_model, log, series_data, config, progress=bar.update)
+                result = replay(site_model, log_sessions, series_data, config, progress=bar.update)
             except ReplayError as exc:
                 _fail(str(exc))
         target = out if len(names) == 1 else out / name
@@ -138,6 +181,121 @@ def replay_command(
             write_comparison(results, kpis, out)
         except OSError as exc:
             _fail(f"--out {out}: cannot write ({exc.strerror or exc})")
+    typer.echo(json.dumps(kpis if len(names) > 1 else kpis[names[0]], indent=2))
+
+
+def _site_paths(values: list[str], option: str, known: set[str]) -> dict[str, Path]:
+    """`SITE=path` values of a repeated option, each site once and known."""
+    out: dict[str, Path] = {}
+    for value in values:
+        site_id, sep, path = value.partition("=")
+        if not sep or not site_id or not path:
+            _fail(f"{option} {value!r}: expected SITE=path")
+        if site_id not in known:
+            _fail(f"{option} {value!r}: site {site_id!r} is not in the group ({', '.join(sorted(known))})")
+        if site_id in out:
+            _fail(f"{option}: site {site_id!r} is given twice")
+        out[site_id] = Path(path)
+    return out
+
+
+def _replay_group_command(
+    group_path: Path,
+    site_paths: list[Path],
+    sessions: Path | None,
+    series: list[str],
+    logs: list[str],
+    strategy: str,
+    out: Path,
+    step_min: int,
+    forecast_error: float,
+    seed: int,
+    min_current: str,
+    mip_max_binaries: int | None,
+    replan_min: int,
+    objective: str,
+) -> None:
+    """`ems replay --group`: the group's sites replayed together (`ems.replay.group`)."""
+    from ems.replay.group import GROUP_STRATEGIES, replay_group, write_group_outputs
+    from ems.replay.log import LogError, read_session_log
+    from ems.replay.result import ReplayConfig, ReplayError
+    from ems.sites.series import SeriesError, read_series
+    from grid_models.groupfile import GroupValidationError, load_group
+    from optimizer.problem import OBJECTIVES
+
+    names = [s.strip() for s in strategy.split(",") if s.strip()]
+    if not names or any(s not in GROUP_STRATEGIES for s in names):
+        _fail(f"--strategy {strategy!r}: with --group expected {', '.join(GROUP_STRATEGIES)} or a comma list")
+    if len(set(names)) != len(names):
+        _fail(f"--strategy {strategy!r}: a strategy is listed twice")
+    if step_min <= 0 or 1440 % step_min:
+        _fail(f"--step-min {step_min}: must be a positive divisor of 1440")
+    if min_current not in ("on", "off"):
+        _fail(f"--min-current {min_current!r}: on or off")
+    if not 0.0 <= forecast_error <= 5.0:
+        _fail(f"--forecast-error {forecast_error}: between 0 and 5")
+    if mip_max_binaries is not None and mip_max_binaries < 0:
+        _fail(f"--mip-max-binaries {mip_max_binaries}: must be 0 or more")
+    if replan_min <= 0:
+        _fail(f"--replan-min {replan_min}: must be positive")
+    if objective not in OBJECTIVES:
+        _fail(f"--objective {objective!r}: expected one of {', '.join(OBJECTIVES)}")
+    if (sessions is None) == (not logs):
+        _fail("--group needs either --log SITE=path per site or one --sessions log with a site column")
+    try:
+        sites = {}
+        for path in site_paths:
+            model = read_site_option(path)
+            if model.id in sites:
+                _fail(f"--site {path}: site {model.id!r} is given twice")
+            sites[model.id] = model
+        group = read_file_option(
+            group_path, "--group", lambda p: load_group(p, set(sites)), (GroupValidationError,)
+        )
+        missing = [s for s in group.site_ids() if s not in sites]
+        if missing:
+            _fail(f"--site: no site file for {', '.join(missing)} of group {group.id!r}")
+        known = set(group.site_ids())
+        by_site: dict[str, list[LoggedSession]] = {s: [] for s in known}
+        if sessions is not None:
+            for s in read_file_option(sessions, "--sessions", read_session_log, (LogError,)):
+                if s.site_id is None or s.site_id not in known:
+                    _fail(
+                        f"--sessions: session {s.session_id!r} has site {s.site_id!r}, "
+                        "not a site of the group"
+                    )
+                by_site[s.site_id].append(s)
+        for site_id, path in _site_paths(logs, "--log", known).items():
+            by_site[site_id] = read_file_option(path, f"--log {site_id}", read_session_log, (LogError,))
+        series_data = {
+            site_id: read_file_option(path, f"--series {site_id}", read_series, (SeriesError,))
+            for site_id, path in _site_paths(series, "--series", known).items()
+        }
+    except InputError as exc:
+        _fail(str(exc))
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out}: exists and is not a folder")
+    kpis = {}
+    for name in names:
+        config = ReplayConfig(
+            strategy=name,
+            step_s=step_min * 60,
+            replan_s=replan_min * 60,
+            min_current=min_current == "on",
+            mip_max_binaries=mip_max_binaries,
+            objective=objective,
+            forecast_error=forecast_error,
+            seed=seed,
+        )
+        try:
+            result = replay_group(group, sites, by_site, dict(series_data), config)
+        except ReplayError as exc:
+            _fail(str(exc))
+        target = out if len(names) == 1 else out / name
+        try:
+            kpis[name] = write_group_outputs(result, target)
+        except OSError as exc:
+            _fail(f"--out {target}: cannot write ({exc.strerror or exc})")
     typer.echo(json.dumps(kpis if len(names) > 1 else kpis[names[0]], indent=2))
 
 

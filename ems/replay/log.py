@@ -34,6 +34,9 @@ CSV_COLUMNS = (
     "soc_arrival_pct",
     "battery_capacity_kwh",
 )
+SITE_COLUMN = "site"
+"""Optional: the site id of each row, for one log of a whole group (`ems replay --group`); not
+written by `sessions_csv_text`, so a site's own log stays exactly formats §3."""
 REQUIRED_COLUMNS = ("session_id", "evse_uid", "connector_id", "arrival", "departure", "energy_kwh")
 NOMINAL_PHASE_VOLTAGE_V = 230.0
 """Used only to tell 1- from 3-phase vehicles in recorded OCPI traffic (POWER vs CURRENT)."""
@@ -60,6 +63,8 @@ class LoggedSession:
     declared_energy_kwh: float | None = None
     soc_arrival_pct: float | None = None
     battery_capacity_kwh: float | None = None
+    site_id: str | None = None
+    """The log's `site` column, when it has one (a group's log)."""
 
 
 def _number(cell: str, where: str, *, minimum: float | None = 0.0) -> float | None:
@@ -98,9 +103,9 @@ def parse_sessions_csv(text: str, source: str = "sessions.csv") -> list[LoggedSe
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise LogError(f"{source}: column(s) {missing} missing from the header")
-    index = {c: header.index(c) for c in CSV_COLUMNS if c in header}
+    index = {c: header.index(c) for c in (*CSV_COLUMNS, SITE_COLUMN) if c in header}
     out: list[LoggedSession] = []
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     for line_no, row in enumerate(reader, start=2):
         if not row or all(not cell.strip() for cell in row):
             continue
@@ -116,9 +121,10 @@ def parse_sessions_csv(text: str, source: str = "sessions.csv") -> list[LoggedSe
         session_id = cell("session_id").strip()
         if not session_id:
             raise LogError(f"{where('session_id')}: empty")
-        if session_id in seen:
+        key = (cell(SITE_COLUMN).strip(), session_id)  # a group's log: ids are per site
+        if key in seen:
             raise LogError(f"{where('session_id')}: session {session_id!r} appears twice")
-        seen.add(session_id)
+        seen.add(key)
         for name in ("evse_uid", "connector_id"):
             if not cell(name).strip():
                 raise LogError(f"{where(name)}: empty")
@@ -155,6 +161,7 @@ def parse_sessions_csv(text: str, source: str = "sessions.csv") -> list[LoggedSe
                 declared_energy_kwh=_number(cell("declared_energy_kwh"), where("declared_energy_kwh")),
                 soc_arrival_pct=soc,
                 battery_capacity_kwh=_number(cell("battery_capacity_kwh"), where("battery_capacity_kwh")),
+                site_id=cell(SITE_COLUMN).strip() or None,
             )
         )
     if not out:
