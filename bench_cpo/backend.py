@@ -23,7 +23,7 @@ from typing import Any
 from ems.ocpi.datetimes import format_ocpi_datetime
 from ems.ocpi.schemas import ChargingProfile
 from ems.replay.log import LoggedSession
-from examples.cpo_simulator.cpo import PROFILE_RESULT_TIMEOUT_S, CpoBackend, CpoSession
+from examples.cpo_simulator.cpo import PROFILE_RESULT_TIMEOUT_S, CpoBackend
 from examples.cpo_simulator.limits import format_ocpp_time
 from examples.cpo_simulator.simtime import SimClock
 from examples.cpo_simulator.state import SimulatorState
@@ -61,6 +61,8 @@ class Ledger:
     pushed_at: dict[str, datetime] = field(default_factory=dict)
     """Per session: the simulated instant its start was pushed (or, pulling, became pullable)."""
     real_pushed_at_s: dict[str, float] = field(default_factory=dict)
+    pulled: set[str] = field(default_factory=set)
+    """Sessions the SCSP got from the Sessions SENDER (seen in the answers it was sent)."""
 
 
 class BenchCpo(CpoBackend):
@@ -96,7 +98,6 @@ class BenchCpo(CpoBackend):
         self._next_tx = 1
         self._tx: dict[str, int] = {}
         self._meter_wh: dict[str, float] = {}
-        self._pulled: set[str] = set()
         self._preferences_due: dict[str, LoggedSession] = {}
 
     # ---- pushes, or what a pulling SCSP finds -----------------------------------------------
@@ -106,14 +107,9 @@ class BenchCpo(CpoBackend):
             return  # pulled from the Sessions SENDER instead (preferences: `send_due_preferences`)
         super().enqueue(what, push)
 
-    def session_object(self, s: CpoSession) -> dict[str, Any]:
-        if self.mode == "pull":
-            self._pulled.add(s.id)  # only the Sessions SENDER asks for it when pulling
-        return super().session_object(s)
-
     def send_due_preferences(self) -> None:
         """Pulling: the preferences of sessions the SCSP has now pulled (OCPI cannot pull them)."""
-        for session_id in [sid for sid in self._preferences_due if sid in self._pulled]:
+        for session_id in [sid for sid in self._preferences_due if sid in self.ledger.pulled]:
             log = self._preferences_due.pop(session_id)
             s = self.sessions.get(session_id)
             if s is not None and s.status == "ACTIVE":
@@ -182,11 +178,11 @@ class BenchCpo(CpoBackend):
 
     # ---- chargingprofiles Receiver ----------------------------------------------------------
 
-    def profile_in_force(self, session_id: str, until: datetime) -> dict[str, Any] | None:
-        """The last profile of the session that reached the bench at or before `until`."""
+    def profile_in_force(self, session_id: str, at: datetime) -> dict[str, Any] | None:
+        """The last profile of the session that reached the bench at or before `at`."""
         chosen: dict[str, Any] | None = None
         for received in self.in_force.get(session_id, ()):
-            if received.at > until:
+            if received.at > at:
                 break
             chosen = received.profile
         return chosen

@@ -9,11 +9,15 @@ CPO's SENDER interface instead.
 
 Time is the replay's (`ems replay`): steps of `step_s` aligned in the site's time zone over whole
 local days; an event inside a step is pushed at the next boundary; a car draws only in whole
-steps it is plugged in for, what the profile in force lets it (`ems.replay.cars.draw_step`), up
-to its true energy and power. The profile in force over step k is the last one that reached the
-bench by `t_k + response_window_s`: the SCSP has that long to answer a boundary's events (an
-answer later still counts, from the next step on). Only the steps from the first arrival to the
-last departure run in real time; the empty hours around them are empty for every SCSP.
+steps it is plugged in for, what the profile in force lets it over the step
+(`ems.replay.cars.allowed_kw`, `draw`), up to its true energy and power. The profile in force
+over step k is the last one that reached the bench by `t_k + response_window_s`: the SCSP has
+that long to answer a boundary's events, as the replay's planner answers them at the boundary
+(at 600x, a real quarter second of an SCSP's latency is 150 simulated seconds: counted from
+their arrival, profiles would measure the acceleration, not the SCSP). An answer later counts
+from the next step, and a session's first profile later than that is scored late. Only the
+steps from the first arrival to the last departure run in real time; the empty hours around
+them are empty for every SCSP.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from bench_cpo.backend import BenchCpo
 from bench_cpo.scsp import ScspSpec, SharedClock, StartedEms, free_port
 from bench_cpo.traffic import TrafficMiddleware
 from ems.core.clock import ScaledClock
-from ems.replay.cars import Car, count_setpoint_change, draw_step, placed_cars, step_index
+from ems.replay.cars import Car, allowed_kw, count_setpoint_change, draw, placed_cars, step_index
 from ems.replay.log import LoggedSession
 from ems.replay.result import ReplayConfig, ReplayResult, measured_result
 from ems.replay.series import actual_steps
@@ -66,11 +70,11 @@ class BenchConfig:
     """Simulated seconds per real second; 1 runs on real time (vendors' SCSPs on their own clock)."""
     step_s: int = 900
     response_window_s: float = 300.0
-    """Simulated seconds an SCSP has to answer a boundary's events for its profile to count
-    from that boundary."""
+    """Simulated seconds an SCSP has to answer a boundary's events for its profile to count from
+    that boundary; a session's first profile later than this is late."""
     plan_interval_s: float = 3600.0
     """Started SCSPs re-plan this often without events (simulated s), as `ems replay --replan-min 60`."""
-    setup_s: float = 10.0
+    setup_s: float = 15.0
     """Real seconds for starting the SCSPs' servers and registering, before the first step."""
     http_timeout_s: float = 5.0
     host: str = "127.0.0.1"
@@ -330,6 +334,7 @@ class Bench:
     def _draw(self, k: int) -> None:
         """Step k of every SCSP's cars, under the profiles in force (see the module docstring)."""
         t0, t1 = self.t(k), self.t(k + 1)
+        step_h = self.config.step_s / 3600.0
         deadline = t0 + timedelta(seconds=self.config.response_window_s)
         voltage_v = self.config.site.phase_voltage_v
         for run in self.runs:
@@ -337,12 +342,11 @@ class Bench:
                 if not car.draw_start <= k < car.draw_end:
                     continue
                 profile = run.backend.profile_in_force(car.log.session_id, deadline)
-                limit_kw, power_kw = draw_step(car, profile, t0, t1, voltage_v)
+                limit_kw = allowed_kw(car, profile, t0, t1, voltage_v)
+                power_kw = draw(car, limit_kw, step_h)
                 run.setpoint_changes += count_setpoint_change(run.last_limit_kw, car.index, limit_kw)
                 run.power_kw[car.index, k] = power_kw
-                run.energy_kwh[car.index] = run.energy_kwh.get(car.index, 0.0) + power_kw * (
-                    (t1 - t0).total_seconds() / 3600.0
-                )
+                run.energy_kwh[car.index] = run.energy_kwh.get(car.index, 0.0) + power_kw * step_h
 
     def _push(self, k: int) -> None:
         """What the CPO tells each SCSP at boundary k: who left, who came, every meter."""

@@ -92,17 +92,18 @@ def parser() -> argparse.ArgumentParser:
         "--response-window-s",
         type=float,
         default=300.0,
-        help="simulated seconds an SCSP has to answer a step's events for its profile to count from it",
+        help="simulated s an SCSP has to answer a step's events for its profile to count from it",
     )
     p.add_argument("--replan-min", type=int, default=60, help="started SCSPs re-plan this often (simulated)")
     p.add_argument(
-        "--setup-s", type=float, default=10.0, help="real seconds to start SCSP servers and register"
+        "--setup-s", type=float, default=15.0, help="real seconds to start SCSP servers and register"
     )
     p.add_argument("--http-timeout-s", type=float, default=5.0, help="how long the CPO waits for an SCSP")
     p.add_argument("--shift-to-day", help="YYYY-MM-DD: move the log so its first day is this one")
     p.add_argument(
         "--workdir", type=Path, help="where started SCSPs keep their databases (default: a temp dir)"
     )
+    p.add_argument("--host", default="127.0.0.1", help="address the bench's CPOs listen on")
     p.add_argument("--log-level", default="WARNING")
     return p
 
@@ -184,6 +185,7 @@ def config_from(args: argparse.Namespace, workdir: Path) -> BenchConfig:
         plan_interval_s=args.replan_min * 60.0,
         setup_s=args.setup_s,
         http_timeout_s=args.http_timeout_s,
+        host=args.host,
     )
     try:
         Bench(config)  # the log on the site: connectors, overlaps

@@ -144,21 +144,24 @@ def profile_mean_limit_kw(
     return max(0.0, kw)
 
 
-def draw_step(
+def allowed_kw(
     car: Car, profile: dict[str, Any] | None, t0: datetime, t1: datetime, voltage_v: float
-) -> tuple[float, float]:
-    """(allowed kW, drawn kW) of a car over the step [t0, t1) under `profile` (None: no limit
-    but its own): it draws what the profile allows, up to its power and the energy it still
-    takes; its `remaining_kwh` goes down by what it drew. The replay and the SCSP bench
-    (`bench_cpo`) both draw their cars with this."""
-    step_h = (t1 - t0).total_seconds() / 3600.0
+) -> float:
+    """Mean power the car may draw over [t0, t1) under `profile` (None: no limit but its own)."""
     limit = car.pmax_kw
     if profile is not None:
         allowed = profile_mean_limit_kw(profile, t0, t1, voltage_v, car.phases_drawn)
         if allowed is not None:
             limit = min(limit, allowed)
-    p = max(0.0, min(limit, car.remaining_kwh / step_h))
+    return limit
+
+
+def draw(car: Car, limit_kw: float, step_h: float) -> float:
+    """What the car draws over a step it may draw `limit_kw` in: up to the energy it still takes;
+    its `remaining_kwh` goes down by it. The replay and the SCSP bench (`bench_cpo`) both draw
+    their cars with this, so both measure the same physics."""
+    p = max(0.0, min(limit_kw, car.remaining_kwh / step_h))
     if p * step_h < ENERGY_EPS_KWH:
         p = 0.0
     car.remaining_kwh = max(0.0, car.remaining_kwh - p * step_h)
-    return limit, p
+    return p

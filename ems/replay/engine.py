@@ -40,8 +40,9 @@ from ems.planning.strategies import BASELINES
 from ems.replay.cars import (
     ENERGY_EPS_KWH,
     Car,
+    allowed_kw,
     count_setpoint_change,
-    draw_step,
+    draw,
     drawn_phases,
     placed_cars,
     profile_mean_limit_kw,
@@ -174,7 +175,8 @@ def _replay_ems(
                 if not car.draw_start <= k < car.draw_end:
                     continue
                 profile = sink.profiles.get(car.pk) if car.pk is not None else None
-                limit, p = draw_step(car, profile, t, t1, site.phase_voltage_v)
+                limit = allowed_kw(car, profile, t, t1, site.phase_voltage_v)
+                p = draw(car, limit, step_h)
                 setpoint_changes += count_setpoint_change(last_limit_kw, car.index, limit)
                 power[car.index, k] = p
                 cpo.draw(car, t, p, step_h)
