@@ -21,7 +21,25 @@ MAY_IMPORT: dict[str, set[str]] = {
     "optimizer": {"grid_models"},
     "grid_models": set(),
 }
-NEVER_IMPORTED = ("examples", "tests", "benchmarks")
+NEVER_IMPORTED = ("examples", "tests", "benchmarks", "bench_cpo")
+
+# `bench_cpo` (`ems scsp-bench`) judges any SCSP from the OCPI traffic and its own car physics: of
+# the EMS it may use only pure computation (the replay's physics, KPIs and report, OCPI schemas
+# and times, the simulated clock, series files, the names of the strategies) — never the store,
+# the planner or the API, which would tell it what an EMS under test did.
+BENCH_MAY_IMPORT_FROM_EMS = (
+    "ems.core.clock",
+    "ems.ocpi.datetimes",
+    "ems.ocpi.schemas",
+    "ems.planning.strategies",
+    "ems.replay.cars",
+    "ems.replay.kpis",
+    "ems.replay.log",
+    "ems.replay.report",
+    "ems.replay.result",
+    "ems.replay.series",
+    "ems.sites.series",
+)
 
 # `ems`'s stages, the highest first: a subpackage may import those after it in this list, never
 # one before it nor one of its own row (rows hold stages independent of each other).
@@ -39,7 +57,7 @@ EMS_STAGES: tuple[tuple[str, ...], ...] = (
 
 @cache
 def graph() -> grimp.ImportGraph:
-    return grimp.build_graph(*TOP_LEVEL, include_external_packages=True, cache_dir=None)
+    return grimp.build_graph(*TOP_LEVEL, "bench_cpo", include_external_packages=True, cache_dir=None)
 
 
 def _where(importer: str, imported: str) -> str:
@@ -155,3 +173,22 @@ def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
         if node not in index:
             visit(node)
     return found
+
+
+def test_the_bench_uses_only_pure_parts_of_the_ems() -> None:
+    wrong = [
+        f"{importer} imports {imported} ({_where(importer, imported)})"
+        for importer, imported in _package_imports("bench_cpo")
+        if _top(imported) in ("api", "tests", "benchmarks")
+        or (
+            _top(imported) == "ems"
+            and not any(imported == m or imported.startswith(m + ".") for m in BENCH_MAY_IMPORT_FROM_EMS)
+        )
+    ]
+    assert not wrong, "bench_cpo reaching into the EMS it judges:\n" + "\n".join(wrong)
+
+
+def test_the_bench_reuses_the_cpo_simulator() -> None:
+    """It plays the CPO with the simulator's OCPI side, not a second one (and so imports it;
+    grimp sees `examples`, outside the graph, as one external package)."""
+    assert "examples" in {i for _, i in _package_imports("bench_cpo")}

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable, Iterable
+from importlib.metadata import EntryPoint, entry_points
 from types import FrameType
 
 import typer
@@ -45,6 +47,42 @@ app.command("replay")(cli_replay.replay_command)
 app.command("explain")(cli_explain.explain_command)
 app.add_typer(cli_admin.admin_app, name="admin")
 app.add_typer(cli_admin.driver_app, name="driver")
+
+PLUGIN_GROUP = "ems.commands"
+"""Entry-point group of commands other installed packages add to `ems` (e.g. `ems scsp-bench`
+from `bench_cpo`): `ems` names them, never imports them, so the import direction holds."""
+
+
+def _plugin_command(entry: EntryPoint) -> Callable[[typer.Context], None]:
+    def command(ctx: typer.Context) -> None:
+        # Loaded only when run: `ems --help` and every other command never import the plugin.
+        main_of_plugin: Callable[[list[str]], int | None] = entry.load()
+        raise typer.Exit(code=main_of_plugin(list(ctx.args)) or 0)
+
+    command.__doc__ = f"(from {entry.value}; `ems {entry.name} --help` for its options)"
+    return command
+
+
+def mount_plugins(cli: typer.Typer, found: Iterable[EntryPoint] | None = None) -> list[str]:
+    """Mount each `ems.commands` entry point as `ems NAME ARGS...`: the entry point is a
+    `main(argv: list[str]) -> int | None` given every argument after NAME (its own `--help`
+    too). A name `ems` has already is skipped. Returns the names mounted."""
+    taken = {c.name for c in cli.registered_commands} | {g.name for g in cli.registered_groups}
+    mounted = []
+    for entry in entry_points(group=PLUGIN_GROUP) if found is None else found:
+        if entry.name in taken:
+            continue
+        cli.command(
+            entry.name,
+            context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+            add_help_option=False,
+        )(_plugin_command(entry))
+        taken.add(entry.name)
+        mounted.append(entry.name)
+    return mounted
+
+
+mount_plugins(app)
 
 
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:

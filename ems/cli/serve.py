@@ -18,6 +18,7 @@ import typer
 from ems.cli.common import fail, open_context
 from ems.core.config import get_settings
 from ems.core.logs import configure_logging
+from ems.planning.strategies import plan_solver
 from ems.store.db import transaction
 from ems.store.server_settings import PUBLIC_URL, write_server_setting
 
@@ -66,6 +67,10 @@ def serve_command(
         settings = get_settings()
     except ValueError as exc:  # pydantic's ValidationError: a bad EMS_* variable
         fail(f"bad settings: {' '.join(str(exc).split())}")
+    try:
+        plan_solver(settings.plan_strategy)
+    except ValueError as exc:
+        fail(f"EMS_PLAN_STRATEGY: {exc}")
     if "public_url" not in settings.model_fields_set:
         # The app reads its settings afresh in this process: the derived URL reaches it this way.
         os.environ["EMS_PUBLIC_URL"] = listening_url(host, port)

@@ -36,6 +36,7 @@ from ems.dispatch.outbox import Dispatcher, OcpiProfileSink, ProfileSink
 from ems.ocpi.sync import sync_all
 from ems.planning.demands import SharedDemands
 from ems.planning.planner import Planner, PlannerSettings
+from ems.planning.strategies import plan_solver
 from ems.store.cluster import ClusterJobRun, DomainEventRecord
 from ems.store.db import transaction
 
@@ -93,7 +94,13 @@ class WorkerRuntime:
             requeue_s=max(5.0, 2 * ctx.settings.lease_s),
         )
         self.dispatcher = Dispatcher(ctx, sink or OcpiProfileSink(ctx))
-        self.planner = Planner(ctx, self.dispatcher, settings=settings, demands=self.demands)
+        self.planner = Planner(
+            ctx,
+            self.dispatcher,
+            settings=settings,
+            solve=plan_solver(ctx.settings.plan_strategy),
+            demands=self.demands,
+        )
         self._stop = threading.Event()
         self._sweep_thread: threading.Thread | None = None
         self._unsubscribe: list[Any] = []

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     plan_interval_s: float = 900.0
     """Every site is re-planned this often even without events (drift, forecasts, meter values)."""
 
+    plan_strategy: str = "optimized"
+    """What plans (EMS_PLAN_STRATEGY): the optimizer, or one of the rule-based baselines of
+    `ems.planning.strategies` (e.g. `uncontrolled`), to compare SCSPs on one bench (`ems scsp-bench`)."""
+
     http_timeout_s: float = 10.0
     max_body_bytes: int = 1_000_000
     request_body_timeout_s: float = Field(default=30.0, gt=0)

@@ -18,6 +18,7 @@ from ems.core.context import EmsContext
 from ems.dispatch.outbox import Dispatcher, OcpiProfileSink, ProfileSink
 from ems.ocpi.sync import sync_all
 from ems.planning.planner import Planner, PlannerSettings
+from ems.planning.strategies import plan_solver
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ class Runtime:
     ) -> None:
         self.ctx = ctx
         self.dispatcher = Dispatcher(ctx, sink or OcpiProfileSink(ctx))
-        self.planner = Planner(ctx, self.dispatcher, settings=planner_settings)
+        solve = plan_solver(ctx.settings.plan_strategy)
+        self.planner = Planner(ctx, self.dispatcher, settings=planner_settings, solve=solve)
         self.scheduler = BackgroundScheduler(timezone="UTC")
 
     def start(self) -> None:

@@ -29,24 +29,28 @@ forecasts), `ems.replay.foresight` (the perfect-foresight run) and `ems.replay.r
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from ems.core.clock import ManualClock
 from ems.dispatch.outbox import Dispatcher
 from ems.planning.planner import Planner, PlannerSettings
+from ems.planning.strategies import BASELINES
 from ems.replay.cars import (
     ENERGY_EPS_KWH,
-    _Car,
-    _placed_cars,
-    _step_index,
+    Car,
+    allowed_kw,
     count_setpoint_change,
+    draw,
     drawn_phases,
+    placed_cars,
+    profile_mean_limit_kw,
+    step_index,
 )
 from ems.replay.foresight import _replay_foresight
 from ems.replay.log import LoggedSession
-from ems.replay.result import FloatArray, Progress, ReplayConfig, ReplayError, ReplayResult, _result
+from ems.replay.result import FloatArray, Progress, ReplayConfig, ReplayError, ReplayResult, measured_result
 from ems.replay.series import ReplaySeriesSource, actual_steps, replay_span
 from ems.replay.virtual_cpo import (
     CPO_COUNTRY,
@@ -55,12 +59,9 @@ from ems.replay.virtual_cpo import (
     InProcessSink,
     _ems,
     _VirtualCpo,
-    profile_mean_limit_kw,
 )
 from ems.sites.series import Series
 from grid_models.site import Site
-from optimizer.problem import Plan, Problem
-from optimizer.strategies import edf, equal_share, fcfs, llf, pv_surplus, uncontrolled
 
 # The public names this module held before it was cut in parts (issue #15): still importable here.
 __all__ = [
@@ -85,14 +86,6 @@ __all__ = [
     "replay_span",
 ]
 
-BASELINES: dict[str, Callable[[Problem], Plan]] = {
-    "uncontrolled": uncontrolled,
-    "equal_share": equal_share,
-    "pv_surplus": pv_surplus,
-    "fcfs": fcfs,
-    "edf": edf,
-    "llf": llf,
-}
 STRATEGIES = ("optimized", *BASELINES, "perfect_foresight")
 """What `ems replay --strategy` accepts: the EMS, the rule-based peers run through it, the bound."""
 
@@ -107,7 +100,7 @@ def _replay_ems(
     wall0 = time.perf_counter()
     step_s = config.step_s
     step_h = step_s / 3600.0
-    start, n_steps, cars, placed = _placed_cars(site, sessions, step_s)
+    start, n_steps, cars, placed = placed_cars(site, sessions, step_s)
     source = ReplaySeriesSource(
         series, start, step_s, n_steps + config.horizon_s // step_s + 1, config.forecast_error, config.seed
     )
@@ -132,13 +125,13 @@ def _replay_ems(
         solve=BASELINES.get(config.strategy),
     )
     cpo = _VirtualCpo(ctx, caller, site.phase_voltage_v)
-    arrivals: dict[int, list[_Car]] = {}
-    leavings: dict[int, list[_Car]] = {}
+    arrivals: dict[int, list[Car]] = {}
+    leavings: dict[int, list[Car]] = {}
     for car in cars:
-        arrivals.setdefault(_step_index(car.log.arrival, start, step_s, up=True), []).append(car)
-        leavings.setdefault(_step_index(car.log.departure, start, step_s, up=True), []).append(car)
+        arrivals.setdefault(step_index(car.log.arrival, start, step_s, up=True), []).append(car)
+        leavings.setdefault(step_index(car.log.departure, start, step_s, up=True), []).append(car)
     power: dict[tuple[int, int], float] = {}  # (car, step): kW
-    plugged: dict[int, _Car] = {}
+    plugged: dict[int, Car] = {}
     plan_ms: list[float] = []
     last_limit_kw: dict[int, float] = {}
     setpoint_changes = 0
@@ -181,24 +174,17 @@ def _replay_ems(
             for car in plugged.values():
                 if not car.draw_start <= k < car.draw_end:
                     continue
-                limit = car.pmax_kw
                 profile = sink.profiles.get(car.pk) if car.pk is not None else None
-                if profile is not None:
-                    allowed = profile_mean_limit_kw(profile, t, t1, site.phase_voltage_v, car.phases_drawn)
-                    if allowed is not None:
-                        limit = min(limit, allowed)
+                limit = allowed_kw(car, profile, t, t1, site.phase_voltage_v)
+                p = draw(car, limit, step_h)
                 setpoint_changes += count_setpoint_change(last_limit_kw, car.index, limit)
-                p = max(0.0, min(limit, car.remaining_kwh / step_h))
-                if p * step_h < ENERGY_EPS_KWH:
-                    p = 0.0
-                car.remaining_kwh = max(0.0, car.remaining_kwh - p * step_h)
                 power[car.index, k] = p
                 cpo.draw(car, t, p, step_h)
             if progress is not None:
                 progress(1)
     finally:
         ctx.close()
-    return _result(
+    return measured_result(
         config, site, start, n_steps, source.steps, sessions, placed, power, plan_ms, wall0, setpoint_changes
     )
 

@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from ems.planning.planner import solve_options
-from ems.replay.cars import ENERGY_EPS_KWH, _Car, _placed_cars, count_setpoint_change
+from ems.replay.cars import ENERGY_EPS_KWH, Car, count_setpoint_change, placed_cars
 from ems.replay.log import LoggedSession
-from ems.replay.result import Progress, ReplayConfig, ReplayResult, _result
+from ems.replay.result import Progress, ReplayConfig, ReplayResult, measured_result
 from ems.replay.series import actual_steps
 from ems.sites.series import Series
 from grid_models.site import Site
@@ -50,7 +50,7 @@ def _replay_foresight(
     zone = ZoneInfo(site.timezone)
     step_s = config.step_s
     step_h = step_s / 3600.0
-    start, n_steps, cars, placed = _placed_cars(site, sessions, step_s)
+    start, n_steps, cars, placed = placed_cars(site, sessions, step_s)
     actual = actual_steps(series, start, step_s, n_steps + config.horizon_s // step_s + 1)
     power: dict[tuple[int, int], float] = {}  # (car, step): kW
     plan_ms: list[float] = []
@@ -74,7 +74,7 @@ def _replay_foresight(
             key=lambda c: (max(c.draw_start, t), c.index),
         )
         chunk_end = day_end
-        chosen: dict[str, _Car] = {}
+        chosen: dict[str, Car] = {}
         for car in candidates:
             if car.connector.id in chosen:
                 chunk_end = min(chunk_end, max(car.draw_start, t + 1))
@@ -130,6 +130,6 @@ def _replay_foresight(
         if progress is not None:
             progress(chunk_end - t)
         t = chunk_end
-    return _result(
+    return measured_result(
         config, site, start, n_steps, actual, sessions, placed, power, plan_ms, wall0, setpoint_changes
     )

@@ -38,22 +38,30 @@ import numpy as np
 from ems.core.clock import ManualClock
 from ems.dispatch.outbox import Dispatcher
 from ems.planning.planner import Planner, PlannerSettings
-from ems.replay.cars import ENERGY_EPS_KWH, _Car, _cars, _check_overlaps, _step_index, count_setpoint_change
-from ems.replay.engine import BASELINES
+from ems.planning.strategies import BASELINES
+from ems.replay.cars import (
+    Car,
+    _cars,
+    _check_overlaps,
+    allowed_kw,
+    count_setpoint_change,
+    draw,
+    step_index,
+)
 from ems.replay.kpis import jain_index, percentile
 from ems.replay.log import LoggedSession
 from ems.replay.report import (
-    _img,
-    _kpi_table,
     _local_times,
-    _page,
     connector_power,
+    html_page,
+    img_tag,
+    kpi_table,
     result_kpis,
     write_outputs,
 )
-from ems.replay.result import FloatArray, Progress, ReplayConfig, ReplayError, ReplayResult, _result
+from ems.replay.result import FloatArray, Progress, ReplayConfig, ReplayError, ReplayResult, measured_result
 from ems.replay.series import ReplaySeriesSource, replay_span
-from ems.replay.virtual_cpo import InProcessSink, _ems, _VirtualCpo, profile_mean_limit_kw
+from ems.replay.virtual_cpo import InProcessSink, _ems, _VirtualCpo
 from ems.sites.series import Series
 from grid_models.group import (
     GROUP_TOLERANCE_A,
@@ -133,12 +141,12 @@ class _SiteRun:
             solve=solve,
         )
         self.cpo = _VirtualCpo(self.ctx, caller, site.phase_voltage_v)
-        self.arrivals: dict[int, list[_Car]] = {}
-        self.leavings: dict[int, list[_Car]] = {}
+        self.arrivals: dict[int, list[Car]] = {}
+        self.leavings: dict[int, list[Car]] = {}
         for car in self.cars:
-            self.arrivals.setdefault(_step_index(car.log.arrival, start, step_s, up=True), []).append(car)
-            self.leavings.setdefault(_step_index(car.log.departure, start, step_s, up=True), []).append(car)
-        self.plugged: dict[int, _Car] = {}
+            self.arrivals.setdefault(step_index(car.log.arrival, start, step_s, up=True), []).append(car)
+            self.leavings.setdefault(step_index(car.log.departure, start, step_s, up=True), []).append(car)
+        self.plugged: dict[int, Car] = {}
         self.power: dict[tuple[int, int], float] = {}
         self.last_limit_kw: dict[int, float] = {}
         self.setpoint_changes = 0
@@ -174,17 +182,10 @@ class _SiteRun:
         for car in self.plugged.values():
             if not car.draw_start <= k < car.draw_end:
                 continue
-            limit = car.pmax_kw
             profile = self.sink.profiles.get(car.pk) if car.pk is not None else None
-            if profile is not None:
-                allowed = profile_mean_limit_kw(profile, t, t1, self.site.phase_voltage_v, car.phases_drawn)
-                if allowed is not None:
-                    limit = min(limit, allowed)
+            limit = allowed_kw(car, profile, t, t1, self.site.phase_voltage_v)
             self.setpoint_changes += count_setpoint_change(self.last_limit_kw, car.index, limit)
-            p = max(0.0, min(limit, car.remaining_kwh / step_h))
-            if p * step_h < ENERGY_EPS_KWH:
-                p = 0.0
-            car.remaining_kwh = max(0.0, car.remaining_kwh - p * step_h)
+            p = draw(car, limit, step_h)
             self.power[car.index, k] = p
             self.cpo.draw(car, t, p, step_h)
 
@@ -301,7 +302,7 @@ def replay_group(
         for run in runs:
             run.ctx.close()
     results = {
-        run.site.id: _result(
+        run.site.id: measured_result(
             config,
             run.site,
             start,
@@ -548,11 +549,11 @@ def write_group_outputs(result: GroupReplayResult, out: Path) -> dict[str, Any]:
     flat = {k: v for k, v in kpis["group"].items() if k not in ("groups", "sites")}
     parts = [
         f"<p>Sites: {links}</p>",
-        f"<h2>Group KPIs</h2>{_kpi_table({result.strategy: flat})}",
-        f"<h2>Sites</h2>{_kpi_table(kpis['sites'])}",
-        f"<h2>Power at each group's node against its limit</h2>{_img(out / 'group_power.png')}",
+        f"<h2>Group KPIs</h2>{kpi_table({result.strategy: flat})}",
+        f"<h2>Sites</h2>{kpi_table(kpis['sites'])}",
+        f"<h2>Power at each group's node against its limit</h2>{img_tag(out / 'group_power.png')}",
     ]
     (out / "report.html").write_text(
-        _page(f"Replay of group {result.group.id} — {result.strategy}", parts), encoding="utf-8"
+        html_page(f"Replay of group {result.group.id} — {result.strategy}", parts), encoding="utf-8"
     )
     return kpis

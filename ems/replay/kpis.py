@@ -71,6 +71,24 @@ def protection_currents(
     return rows, currents, report3.rated_current_a
 
 
+def overloaded(currents_a: FloatArray, rated_a: FloatArray) -> npt.NDArray[np.bool_]:
+    """[row, step]: where `|net current|` exceeds the row's rating by more than the tolerance,
+    in either direction (formats §6 `protection_violations`)."""
+    return np.asarray(np.abs(currents_a) > rated_a[:, None] + TOLERANCE_A)
+
+
+def protection_violations_by_phase(
+    site: Site,
+    connector_power_kw: Mapping[tuple[str, int], FloatArray],
+    pv_kw: FloatArray,
+    base_load_kw: FloatArray,
+) -> dict[tuple[str, str], int]:
+    """`protection_violations` split by (protection, phase): which breaker trips on which phase."""
+    rows, currents, rated = protection_currents(site, connector_power_kw, pv_kw, base_load_kw)
+    over = overloaded(currents, rated)
+    return {row: int(over[r].sum()) for r, row in enumerate(rows)}
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     return None if not values else float(np.percentile(np.asarray(values, dtype=float), q))
 
@@ -103,7 +121,7 @@ def compute_kpis(
     ev_energy = float(ev_kw.sum() * dt_h)
     ev_from_pv = float(np.minimum(ev_kw, np.maximum(0.0, pv_kw - base_load_kw)).sum() * dt_h)
     _rows, currents, rated = protection_currents(site, connector_power_kw, pv_kw, base_load_kw)
-    over = np.abs(currents) > rated[:, None] + TOLERANCE_A
+    over = overloaded(currents, rated)
     loading = np.abs(currents) / rated[:, None] if currents.size else np.zeros((0, 0))
     requested = float(sum(energy_requested_kwh))
     delivered = float(sum(energy_delivered_kwh))

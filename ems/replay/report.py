@@ -254,12 +254,12 @@ PLOTS = (
 )
 
 
-def _img(path: Path) -> str:
+def img_tag(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
 
 
-def _fmt(value: Any) -> str:
+def format_cell(value: Any) -> str:
     if value is None:
         return "—"
     if isinstance(value, float):
@@ -267,12 +267,12 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _kpi_table(kpis_by_strategy: Mapping[str, Mapping[str, Any]]) -> str:
+def kpi_table(kpis_by_strategy: Mapping[str, Mapping[str, Any]]) -> str:
     names = list(kpis_by_strategy)
     head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
     body = "".join(
         f"<tr><td>{key}</td>"
-        + "".join(f"<td>{_fmt(kpis_by_strategy[n].get(key))}</td>" for n in names)
+        + "".join(f"<td>{format_cell(kpis_by_strategy[n].get(key))}</td>" for n in names)
         + "</tr>"
         for key in KPI_KEYS
     )
@@ -286,7 +286,7 @@ STYLE = (
 )
 
 
-def _page(title: str, parts: Sequence[str]) -> str:
+def html_page(title: str, parts: Sequence[str]) -> str:
     return (
         f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>{STYLE}</head>'
         f"<body><h1>{html.escape(title)}</h1>{''.join(parts)}</body></html>"
@@ -305,12 +305,12 @@ def write_outputs(result: ReplayResult, out: Path) -> Written:
     kpis = result_kpis(result)
     (out / "kpis.json").write_text(json.dumps(kpis, indent=2) + "\n", encoding="utf-8")
     write_csvs(result, out)
-    parts = [f"<h2>KPIs</h2>{_kpi_table({result.strategy: kpis})}"]
+    parts = [f"<h2>KPIs</h2>{kpi_table({result.strategy: kpis})}"]
     for name, title, plot in PLOTS:
         plot(result, out / name)
-        parts.append(f"<h2>{html.escape(title)}</h2>{_img(out / name)}")
+        parts.append(f"<h2>{html.escape(title)}</h2>{img_tag(out / name)}")
     (out / "report.html").write_text(
-        _page(f"Replay of {result.site.id} — {result.strategy}", parts), encoding="utf-8"
+        html_page(f"Replay of {result.site.id} — {result.strategy}", parts), encoding="utf-8"
     )
     return Written(out, kpis)
 
@@ -354,11 +354,11 @@ def write_comparison(
     links = " · ".join(f'<a href="{html.escape(n)}/report.html">{html.escape(n)}</a>' for n in kpis)
     parts = [
         f"<p>Per-strategy reports: {links}</p>",
-        f"<h2>KPIs</h2>{_kpi_table(kpis)}",
-        f"<h2>Daily grid peak and EV PV share</h2>{_img(out / 'compare_daily.png')}",
-        f"<h2>Cumulative grid import</h2>{_img(out / 'compare_import.png')}",
+        f"<h2>KPIs</h2>{kpi_table(kpis)}",
+        f"<h2>Daily grid peak and EV PV share</h2>{img_tag(out / 'compare_daily.png')}",
+        f"<h2>Cumulative grid import</h2>{img_tag(out / 'compare_import.png')}",
     ]
     site_id = results[0].site.id if results else ""
     (out / "report.html").write_text(
-        _page(f"Replay of {site_id} — strategies compared", parts), encoding="utf-8"
+        html_page(f"Replay of {site_id} — strategies compared", parts), encoding="utf-8"
     )

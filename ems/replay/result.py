@@ -1,7 +1,7 @@
 """What a replay is asked (`ReplayConfig`) and what it measured (`ReplayResult`).
 
 Both ways of running a replay, the EMS-driven loop (`ems.replay.engine`) and the perfect-foresight
-bound (`ems.replay.foresight`), take the one and build the other with `_result`; the KPIs and the
+bound (`ems.replay.foresight`), take the one and build the other with `measured_result`; the KPIs and the
 report read the result. Apart from the engine so that both runs and the report share them
 without importing each other.
 """
@@ -93,7 +93,7 @@ def _power_matrix(power: dict[tuple[int, int], float], n_sessions: int, n_steps:
 Progress = Callable[[int], None]
 
 
-def _result(
+def measured_result(
     config: ReplayConfig,
     site: Site,
     start: datetime,

@@ -3,13 +3,12 @@
 `_ems` builds that EMS (a simulated clock, the site stored, one registered CPO); `_VirtualCpo`
 pushes each car's session through the OCPI services the API uses (its start, the driver's
 preferences, meter updates, its end); `InProcessSink` is where the EMS's Dispatcher delivers
-profiles, and `profile_mean_limit_kw` reads what a profile lets a car draw over a step. Apart from
-the engine, whose loop only drives them step by step.
+profiles (what a profile lets a car draw over a step is `ems.replay.cars.draw_step`'s). Apart
+from the engine, whose loop only drives them step by step.
 """
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
@@ -22,13 +21,12 @@ from ems.core.clock import ManualClock
 from ems.core.config import Settings
 from ems.core.context import EmsContext
 from ems.drivers.view import DriverPreferences, save_preferences
-from ems.ocpi.datetimes import parse_ocpi_datetime
 from ems.ocpi.partners import Caller, PartnerStatus
 from ems.ocpi.profiles import ProfileCallOutcome
 from ems.ocpi.schemas import ChargingPreferences, Session, SessionPatch
 from ems.ocpi.sessions import patch_sessions, put_charging_preferences, put_session
 from ems.ocpi.tokens import new_token, token_digest
-from ems.replay.cars import _Car
+from ems.replay.cars import Car
 from ems.sites import import_site
 from ems.store.db import transaction
 from ems.store.models import ChargingSession, Partner, ProfileRequest
@@ -109,31 +107,6 @@ class InProcessSink:
         return ProfileCallOutcome(self._log(session_pk, "clear", None, "ACCEPTED"), "ACCEPTED", 30, None)
 
 
-def profile_mean_limit_kw(
-    profile: dict[str, Any], t0: datetime, t1: datetime, voltage_v: float, phases: int
-) -> float | None:
-    """Mean of the limit an OCPI ChargingProfile sets over [t0, t1), in kW; None if it sets
-    none there (before its start a car is unconstrained)."""
-    start = parse_ocpi_datetime(profile["start_date_time"])
-    a, b = (t0 - start).total_seconds(), (t1 - start).total_seconds()
-    periods = sorted(profile["charging_profile_period"], key=lambda p: p["start_period"])
-    if not periods or b <= periods[0]["start_period"]:
-        return None
-    total = 0.0
-    covered = 0.0
-    for i, period in enumerate(periods):
-        lo = max(a, float(period["start_period"]))
-        hi = min(b, float(periods[i + 1]["start_period"]) if i + 1 < len(periods) else math.inf)
-        if hi > lo:
-            total += float(period["limit"]) * (hi - lo)
-            covered += hi - lo
-    if covered <= 0:
-        return None
-    mean = total / covered
-    kw = mean / 1000.0 if profile.get("charging_rate_unit") == "W" else mean * voltage_v * phases / 1000.0
-    return max(0.0, kw)
-
-
 class _VirtualCpo:
     """Pushes the cars' sessions to the EMS through the OCPI services, as a CPO would."""
 
@@ -142,7 +115,7 @@ class _VirtualCpo:
         self.caller = caller
         self.voltage_v = voltage_v
 
-    def _token(self, car: _Car) -> dict[str, Any]:
+    def _token(self, car: Car) -> dict[str, Any]:
         return {
             "country_code": CPO_COUNTRY,
             "party_id": CPO_PARTY,
@@ -151,7 +124,7 @@ class _VirtualCpo:
             "contract_id": car.log.token_uid[:36],
         }
 
-    def arrive(self, car: _Car, now: datetime) -> None:
+    def arrive(self, car: Car, now: datetime) -> None:
         body = Session.model_validate(
             {
                 "country_code": CPO_COUNTRY,
@@ -203,7 +176,7 @@ class _VirtualCpo:
             )
             put_charging_preferences(self.ctx, self.caller, CPO_COUNTRY, CPO_PARTY, car.log.session_id, prefs)
 
-    def draw(self, car: _Car, t0: datetime, power_kw: float, step_h: float) -> None:
+    def draw(self, car: Car, t0: datetime, power_kw: float, step_h: float) -> None:
         """Meter the step: a new charging period whenever the power changes."""
         if car.open_start is None or abs(power_kw - car.open_power_kw) > 1e-9:
             self._close_period(car, t0)
@@ -211,7 +184,7 @@ class _VirtualCpo:
         car.open_energy_kwh += power_kw * step_h
         car.kwh += power_kw * step_h
 
-    def _close_period(self, car: _Car, end: datetime) -> None:
+    def _close_period(self, car: Car, end: datetime) -> None:
         if car.open_start is None or end <= car.open_start:
             return
         hours = (end - car.open_start).total_seconds() / 3600.0
@@ -229,7 +202,7 @@ class _VirtualCpo:
         )
         car.open_start, car.open_energy_kwh = None, 0.0
 
-    def _update(self, car: _Car, now: datetime) -> tuple[str, SessionPatch] | None:
+    def _update(self, car: Car, now: datetime) -> tuple[str, SessionPatch] | None:
         """The PATCH of what changed since the last push: kwh and the periods closed since.
 
         The running period is cut here and goes on in a new one, as a CPO's periodic meter
@@ -253,11 +226,11 @@ class _VirtualCpo:
         """One simulated step's PATCHes, as the OCPI service applies them, in one transaction."""
         patch_sessions(self.ctx, self.caller, CPO_COUNTRY, CPO_PARTY, patches)
 
-    def flush(self, cars: Iterable[_Car], now: datetime) -> None:
+    def flush(self, cars: Iterable[Car], now: datetime) -> None:
         """Meter updates of every car that drew since its last one."""
         self._push([update for car in cars if (update := self._update(car, now)) is not None])
 
-    def leave(self, leaving: Iterable[tuple[_Car, datetime]], now: datetime) -> None:
+    def leave(self, leaving: Iterable[tuple[Car, datetime]], now: datetime) -> None:
         """Cars that left: each one's last meter update, then COMPLETED."""
         patches: list[tuple[str, SessionPatch]] = []
         for car, draw_end_at in leaving:
