@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("ocpi_ingest", "optimizer", "group", "planner_latency", "replay", "replay_quality")
+BENCHMARKS = ("ocpi_ingest", "optimizer", "group", "planner_latency", "replay", "replay_quality", "scale")
 
 
 def main(names: list[str]) -> None:
