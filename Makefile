@@ -54,8 +54,8 @@ test: install chromium postgres redis lint
 	tests/support/with_postgres.sh sh -c 'EMS_DATABASE_URL="$$EMS_TEST_POSTGRES_URL" $(BIN)/ems db check'
 	tests/support/with_postgres.sh $(BIN)/pytest -q
 
-bench: install
-	$(BIN)/python -m benchmarks
+bench: install postgres redis
+	tests/support/with_postgres.sh $(BIN)/python -m benchmarks
 
 ## Re-pin every dependency after changing pyproject.toml (commit constraints.txt).
 lock:
