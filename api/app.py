@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import metrics as api_metrics
 from api import ui
+from api.admin import groups as admin_groups
 from api.admin import sites as admin_sites
 from api.ocpi.envelope import envelope
 from api.ocpi.middleware import OcpiTransportMiddleware
@@ -144,6 +145,7 @@ def create_app(
         locations.router,
         chargingprofiles.router,
         admin_sites.router,
+        admin_groups.router,
         api_metrics.router,
     ):
         app.include_router(router)

@@ -29,8 +29,8 @@ Semantics (kept by the optimizer and by `check_group`):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence, Set
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -122,6 +122,24 @@ class Group:
 
     def find(self, group_id: str) -> Group | None:
         return next((g for g in self.walk() if g.id == group_id), None)
+
+
+def with_limits(group: Group, added: Mapping[str, Sequence[GroupLimit]]) -> Group:
+    """The tree with `added[group_id]` appended to each group's own limits (limits from outside,
+    kept apart from the group file)."""
+    return replace(
+        group,
+        limits=group.limits + tuple(added.get(group.id, ())),
+        groups=tuple(with_limits(child, added) for child in group.groups),
+    )
+
+
+def without_sites(group: Group, gone: Set[str]) -> Group | None:
+    """The tree without the sites in `gone` (deleted since the group was stored), and without the
+    groups left with no site under them; None when no site is left at all."""
+    children = tuple(c for c in (without_sites(child, gone) for child in group.groups) if c is not None)
+    kept = replace(group, sites=tuple(s for s in group.sites if s not in gone), groups=children)
+    return kept if kept.site_ids() else None
 
 
 @dataclass(frozen=True)

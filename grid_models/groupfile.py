@@ -203,6 +203,26 @@ def group_from_dict(data: Any, known_sites: set[str] | None = None) -> Group:
     return group
 
 
+def limit_from_dict(data: Any) -> GroupLimit:
+    """One limit in the group file's shape (`limits[]`), as a grid operator's system sends it;
+    `id` and `source` are required here (nothing else names it); `GroupValidationError`
+    naming every problem."""
+    problems: list[Problem] = []
+    found = _element(problems, data, "(limit)", "group_limit")
+    limit: GroupLimit | None = None
+    if found is not None:
+        r, element_id = found
+        limit = _read_limit(r, element_id, "(limit)")
+    if problems or limit is None:
+        raise GroupValidationError(problems)
+    return limit
+
+
+def limit_to_dict(lim: GroupLimit) -> dict[str, Any]:
+    """The group file's form of a limit: the inverse of `limit_from_dict`."""
+    return _limit_to_dict(lim)
+
+
 def _limit_to_dict(lim: GroupLimit) -> dict[str, Any]:
     out: dict[str, Any] = {"id": lim.id, "source": lim.source}
     if lim.series:

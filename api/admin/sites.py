@@ -1,4 +1,4 @@
-"""Admin API of sites: thin routes over `ems.sites`.
+"""Admin API of sites: thin routes over `ems.sites` (groups of sites: `api.admin.groups`).
 
 Every error answers `{"detail": ..., "problems": [...]}` (422: each problem names its element;
 404 unknown id; 409 existing site or a concurrent change), converted in one place: `AdminRoute`.
@@ -44,6 +44,8 @@ from ems.sites import (
     replace_site,
     unplaced_evses,
 )
+from ems.sites.groups import GroupConflictError, GroupNotFoundError
+from grid_models.groupfile import GroupValidationError
 from grid_models.site import Connector
 from grid_models.sitefile import site_json_schema
 from grid_models.validation import Problem, SiteValidationError
@@ -89,18 +91,19 @@ class AdminRoute(APIRoute):
             except SiteValidationError as exc:
                 shown = "; ".join(str(p) for p in exc.problems[:5])
                 more = f"; and {len(exc.problems) - 5} more" if len(exc.problems) > 5 else ""
+                what = "group" if isinstance(exc, GroupValidationError) else "site"
                 return _problems_response(
                     HTTPStatus.UNPROCESSABLE_ENTITY,
-                    f"invalid site ({len(exc.problems)} problem(s)): {shown}{more}",
+                    f"invalid {what} ({len(exc.problems)} problem(s)): {shown}{more}",
                     [_problem(p) for p in exc.problems],
                 )
             except RequestValidationError as exc:
                 return _problems_response(
                     HTTPStatus.UNPROCESSABLE_ENTITY, "invalid request", _request_problems(exc)
                 )
-            except SiteNotFoundError as exc:
+            except (SiteNotFoundError, GroupNotFoundError) as exc:
                 return _problems_response(HTTPStatus.NOT_FOUND, str(exc), [])
-            except (SiteExistsError, SiteConflictError) as exc:
+            except (SiteExistsError, SiteConflictError, GroupConflictError) as exc:
                 return _problems_response(HTTPStatus.CONFLICT, str(exc), [])
             except HTTPException as exc:
                 return JSONResponse(

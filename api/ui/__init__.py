@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from api.ui import auth, dashboard, driver, editor
+from api.ui import auth, dashboard, driver, editor, groups
 from api.ui.common import (
     UI_DIR,
     CsrfError,
@@ -43,5 +43,12 @@ def install(app: FastAPI, settings: Settings) -> None:
     def home() -> Response:
         return RedirectResponse("/admin", status_code=HTTPStatus.SEE_OTHER)
 
-    for router in (auth.router, editor.router, dashboard.router, driver.router, driver.api_router):
+    for router in (
+        auth.router,
+        editor.router,
+        dashboard.router,
+        groups.router,
+        driver.router,
+        driver.api_router,
+    ):
         app.include_router(router)

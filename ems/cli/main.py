@@ -17,6 +17,7 @@ from ems.cli import admin as cli_admin
 from ems.cli import db as cli_db
 from ems.cli import demo as cli_demo
 from ems.cli import explain as cli_explain
+from ems.cli import group as cli_group
 from ems.cli import optimize as cli_optimize
 from ems.cli import partner as cli_partner
 from ems.cli import replay as cli_replay
@@ -39,6 +40,7 @@ app.command("demo")(cli_demo.demo_command)
 app.command("worker")(cli_worker.worker_command)
 app.add_typer(cli_partner.app, name="partner")
 app.add_typer(cli_site.app, name="site")
+app.add_typer(cli_group.app, name="group")
 app.add_typer(cli_series.app, name="series")
 app.add_typer(cli_db.app, name="db")
 app.command("optimize")(cli_optimize.optimize_command)

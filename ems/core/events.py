@@ -96,6 +96,16 @@ class SiteChanged:
     deleted: bool = False
 
 
+@dataclass(frozen=True)
+class GroupChanged:
+    """A group (territory) changed: its file, its members or one of its limits; `group_id` is the
+    top-level group, the planning unit of every site under it."""
+
+    group_id: str
+    at: datetime
+    deleted: bool = False
+
+
 DomainEvent = (
     SessionEvent
     | PreferencesChanged
@@ -103,6 +113,7 @@ DomainEvent = (
     | ChargingProfileOutcome
     | SiteChanged
     | ForecastChanged
+    | GroupChanged
 )
 Handler = Callable[[DomainEvent], None]
 
@@ -115,6 +126,7 @@ _EVENT_TYPES: dict[str, type[Any]] = {
         ChargingProfileOutcome,
         SiteChanged,
         ForecastChanged,
+        GroupChanged,
     )
 }
 

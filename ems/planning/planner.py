@@ -11,11 +11,20 @@ with their needs, forecasts at `now` from the Clock), solved by the optimizer ke
 site, and stored with a digest of its inputs. Sessions on EVSEs the site model does not place
 are planned on a conservative stand-in connector (see `ems.sites.conservative_connector`) and
 flagged.
+
+The planning unit is the site, or the top-level group a site is under (`group:<id>`,
+`ems.sites.groups`): an event on any site of a group marks the group, and the group is planned
+as one (`plan_group`): a snapshot per member site at one `now`, their series over the group's
+horizon, one joint LP (`optimizer.group.PersistentGroupPlanner`, kept per group), then each
+site's part stored and dispatched exactly as a site's own plan, with the group's limits in force
+per step in the plan's `result["group_limits"]`. With a rule-based strategy (`solve` given) a
+group's sites are planned each alone: those strategies know no group limit.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -32,6 +41,7 @@ from ems.core.context import EmsContext
 from ems.core.events import (
     DomainEvent,
     ForecastChanged,
+    GroupChanged,
     LocationChanged,
     PreferencesChanged,
     SessionChange,
@@ -57,12 +67,22 @@ from ems.planning.needs import (
 )
 from ems.planning.snapshot import PlannedSession, Snapshot, next_window_end, site_defaults, solve_options
 from ems.sites.forecasts import SeriesSource, StoredSeriesSource
+from ems.sites.groups import (
+    GROUP_UNIT_PREFIX,
+    GroupNotFoundError,
+    get_group,
+    group_unit_id,
+    groups_of_sites,
+    groups_stamp,
+)
 from ems.store.base import utcnow
 from ems.store.db import transaction
 from ems.store.models import ChargingSession, Partner
 from ems.store.planning import PlanRecord, SessionNeed
 from grid_models.electrical import session_max_power_kw
+from grid_models.group import Group, without_sites
 from grid_models.site import Connector, Site
+from optimizer.group import GroupPlan, GroupProblem, PersistentGroupPlanner, group_fallback_plan
 from optimizer.problem import Plan, Problem, Session
 from optimizer.solve import PersistentPlanner, fallback_plan
 
@@ -153,6 +173,9 @@ class Planner:
         """Which sites need a plan: this process's (`LocalDemands`) or the cluster's."""
         self._solve_override = solve
         self._persistent: OrderedDict[str, PersistentPlanner] = OrderedDict()
+        self._group_planners: OrderedDict[str, PersistentGroupPlanner] = OrderedDict()
+        self._site_groups: dict[str, str] = {}
+        self._site_groups_stamp: object = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -197,11 +220,41 @@ class Planner:
             self._persistent.pop(event.site_id, None)
             if not event.deleted:
                 self.mark_dirty(event.site_id, "site")
+            elif self.unit_of(event.site_id) != event.site_id:
+                self.mark_dirty(event.site_id, "site")  # its group is planned without it
         elif isinstance(event, ForecastChanged):
             self.mark_dirty(event.site_id, "forecast")
+        elif isinstance(event, GroupChanged):
+            before = dict(self._site_groups)
+            self._site_groups_stamp = None
+            after = self._groups_by_site()
+            self._group_planners.pop(event.group_id, None)
+            if not event.deleted:
+                self.demands.mark(group_unit_id(event.group_id), "group")
+            for site_id, group_id in before.items():
+                if group_id == event.group_id and after.get(site_id) != group_id:
+                    self.mark_dirty(site_id, "group")  # left the group: planned alone (or elsewhere)
 
     def mark_dirty(self, site_id: str, trigger: str) -> None:
-        self.demands.mark(site_id, trigger)
+        self.demands.mark(self.unit_of(site_id), trigger)
+
+    # ---- planning units ---------------------------------------------------------------------
+
+    def _groups_by_site(self) -> dict[str, str]:
+        stamp = groups_stamp(self.ctx)  # another process may have changed a group
+        if stamp != self._site_groups_stamp:
+            self._site_groups = dict(groups_of_sites(self.ctx))
+            self._site_groups_stamp = stamp
+        return self._site_groups
+
+    def group_of(self, site_id: str) -> str | None:
+        """The top-level group the site is planned with (None: planned alone)."""
+        return self._groups_by_site().get(site_id)
+
+    def unit_of(self, site_id: str) -> str:
+        """The planning unit of a site: its top-level group's (`group:<id>`), or its own id."""
+        group_id = self.group_of(site_id)
+        return site_id if group_id is None else group_unit_id(group_id)
 
     def _session_pk(self, event: SessionEvent) -> int | None:
         key = event.key
@@ -427,12 +480,133 @@ class Planner:
             self._persistent.pop(site_id, None)
             return fallback_plan(problem, f"solver failed: {exc.__class__.__name__}: {exc}")
 
+    def _solve_group(self, group_id: str, gp: GroupProblem) -> GroupPlan:
+        """The group's joint plan; never none: a solver that raises gets the safe fallback."""
+        members = tuple(p.site for p in gp.ordered())
+        try:
+            kept = self._group_planners.get(group_id)
+            if kept is None or kept.group != gp.group or kept.sites != members:
+                # new limits, members or wiring: a new model for them
+                kept = self._group_planners[group_id] = PersistentGroupPlanner(gp.group, members)
+                while len(self._group_planners) > self.settings.kept_models:
+                    self._group_planners.popitem(last=False)
+            self._group_planners.move_to_end(group_id)
+            return kept.update(gp)
+        except Exception as exc:
+            logger.exception("solver failed for group %s", group_id)
+            self._group_planners.pop(group_id, None)
+            return group_fallback_plan(gp, f"solver failed: {exc.__class__.__name__}: {exc}")
+
     def plan_site(self, site_id: str, trigger: str = "manual", triggered_at: datetime | None = None) -> int:
-        """Plan one site now: store the plan and the needs, hand changed profiles to dispatch."""
+        """Plan one site now (with its whole group when it is in one): store the plan and the
+        needs, hand changed profiles to dispatch; the site's plan id."""
+        group_id = self.group_of(site_id)
+        if group_id is not None:
+            try:
+                plan_ids = self.plan_group(group_id, trigger, triggered_at)
+            except GroupNotFoundError:
+                plan_ids = {}  # deleted meanwhile: the site is alone again
+            if site_id in plan_ids:
+                return plan_ids[site_id]
         started = time.perf_counter()
         snapshot = self.snapshot(site_id)
         plan = self._solve(site_id, snapshot.problem)
         total_ms = (time.perf_counter() - started) * 1000.0
+        plan_id, queued = self._store(site_id, snapshot, plan, trigger, triggered_at, total_ms)
+        self._planned(site_id, [snapshot])
+        if queued and self.dispatcher is not None:
+            self.dispatcher.wake()
+        return plan_id
+
+    def plan_group(
+        self, group_id: str, trigger: str = "manual", triggered_at: datetime | None = None
+    ) -> dict[str, int]:
+        """Plan every site under the top-level group as one unit; each site's plan id."""
+        stored = get_group(self.ctx, group_id)
+        live = {summary.site_id for summary in sites.list_sites(self.ctx)}
+        group = without_sites(stored.planned(), set(stored.group.site_ids()) - live)
+        if group is None:
+            return {}
+        now = self.ctx.clock.now()
+        started = time.perf_counter()
+        snapshots = [self.snapshot(site_id, now) for site_id in group.site_ids()]
+        plan_ids: dict[str, int] = {}
+        queued_any = False
+        if self._solve_override is not None:
+            for snapshot in snapshots:
+                plan = self._solve(snapshot.site.id, snapshot.problem)
+                total_ms = (time.perf_counter() - started) * 1000.0
+                plan_id, queued = self._store(
+                    snapshot.site.id, snapshot, plan, trigger, triggered_at, total_ms
+                )
+                plan_ids[snapshot.site.id], queued_any = plan_id, queued_any or bool(queued)
+        else:
+            # every site over the group's horizon: one without cars still draws its base load
+            n_steps = max(s.problem.n_steps() for s in snapshots)
+            extended = []
+            for snapshot in snapshots:
+                p = snapshot.problem
+                series = self.series.step_series(p.site.id, now, p.step_s, n_steps)
+                problem = replace(
+                    p,
+                    pv_kw=series.pv_kw,
+                    base_load_kw=series.base_load_kw,
+                    price_eur_per_kwh=series.price_eur_per_kwh,
+                )
+                extended.append(replace(snapshot, problem=problem))
+            group_plan = self._solve_group(
+                group_id, GroupProblem.sampled(group, [s.problem for s in extended])
+            )
+            total_ms = (time.perf_counter() - started) * 1000.0
+            record = group_limits_record(group, group_plan)
+            for snapshot in extended:
+                site_id = snapshot.site.id
+                plan_id, queued = self._store(
+                    site_id,
+                    snapshot,
+                    group_plan.plans[site_id],
+                    trigger,
+                    triggered_at,
+                    total_ms,
+                    {"group_limits": record},
+                )
+                plan_ids[site_id], queued_any = plan_id, queued_any or bool(queued)
+            snapshots = extended
+        self._planned(group_unit_id(group_id), snapshots)
+        if queued_any and self.dispatcher is not None:
+            self.dispatcher.wake()
+        return plan_ids
+
+    def _planned(self, unit_id: str, snapshots: list[Snapshot]) -> None:
+        """Tell the demands when to plan the unit again and which sessions to watch."""
+        ends = [end for end in (next_window_end(s) for s in snapshots) if end is not None]
+        planned = [p for s in snapshots for p in s.sessions]
+        self.demands.planned(
+            unit_id,
+            min(ends, default=None),
+            [
+                PhaseWait(p.key, p.session_pk)
+                for p in planned
+                if p.key is not None
+                and not p.metered
+                and p.need.phases_source == "connector"
+                and len(p.connector.phases) == 3
+            ],
+            [p.key for p in planned if p.key is not None],
+        )
+
+    def _store(
+        self,
+        site_id: str,
+        snapshot: Snapshot,
+        plan: Plan,
+        trigger: str,
+        triggered_at: datetime | None,
+        total_ms: float,
+        extra_result: dict[str, Any] | None = None,
+    ) -> tuple[int, set[int]]:
+        """Store a site's plan, its needs and its outbox rows in one transaction; the plan's id
+        and the outbox rows queued."""
         profiles = {p.session_id: profile_to_ocpi(plan, p.session_id) for p in snapshot.sessions}
         result: dict[str, Any] = {
             "steps": [format_ocpi_datetime(t) for t in plan.steps],
@@ -453,6 +627,7 @@ class Planner:
             "pv_used_kw": list(plan.pv_used_kw),
             "pv_kw": list(snapshot.problem.pv_kw),
             "base_load_kw": list(snapshot.problem.base_load_kw),
+            **(extra_result or {}),
         }
         with transaction(self.ctx.db) as db:
             if snapshot.sessions:
@@ -509,19 +684,6 @@ class Planner:
                 if self.dispatcher is not None
                 else set()
             )
-        self.demands.planned(
-            site_id,
-            next_window_end(snapshot),
-            [
-                PhaseWait(p.key, p.session_pk)
-                for p in snapshot.sessions
-                if p.key is not None
-                and not p.metered
-                and p.need.phases_source == "connector"
-                and len(p.connector.phases) == 3
-            ],
-            [p.key for p in snapshot.sessions if p.key is not None],
-        )
         self.plans_made += 1
         logger.info(
             "plan %d of site %s (%s): %s, %d sessions in %.0f ms",
@@ -542,22 +704,28 @@ class Planner:
         self.ctx.metrics.plans.labels(trigger[:32], plan.status).inc()
         self.ctx.metrics.plan_build_seconds.observe(plan.build_ms / 1000.0)
         self.ctx.metrics.plan_solve_seconds.observe(plan.solve_ms / 1000.0)
-        if queued and self.dispatcher is not None:
-            self.dispatcher.wake()
-        return plan_id
+        return plan_id, queued
 
     def replan_due(self, site_id: str, now: datetime) -> bool:
-        """Whether a car's plan window on the site has ended (`next_window_end`) by `now`."""
-        return self.demands.replan_due(site_id, now)
+        """Whether a car's plan window on the site's unit has ended (`next_window_end`) by `now`."""
+        return self.demands.replan_due(self.unit_of(site_id), now)
 
     def plan_all(self, trigger: str = "schedule") -> None:
-        self.demands.mark_many([summary.site_id for summary in sites.list_sites(self.ctx)], trigger)
+        units = {self.unit_of(summary.site_id) for summary in sites.list_sites(self.ctx)}
+        self.demands.mark_many(sorted(units), trigger)
 
     def plan_claimed(self, claim: Claim) -> int | None:
-        """Plan a site the demands handed out, then release it; the plan's id (None: no plan)."""
+        """Plan a unit the demands handed out (a site, or `group:<id>`), then release it; the
+        plan's id (a group: its first site's; None: no plan)."""
+        trigger = "+".join(claim.triggers)
         try:
-            return self.plan_site(claim.unit_id, "+".join(claim.triggers), claim.triggered_at)
-        except sites.SiteNotFoundError:
+            if claim.unit_id.startswith(GROUP_UNIT_PREFIX):
+                group_id = claim.unit_id[len(GROUP_UNIT_PREFIX) :]
+                if group_id in set(self._groups_by_site().values()):
+                    plan_ids = self.plan_group(group_id, trigger, claim.triggered_at)
+                    return next(iter(plan_ids.values()), None)
+            return self.plan_site(claim.unit_id, trigger, claim.triggered_at)
+        except (sites.SiteNotFoundError, GroupNotFoundError):
             return None
         except Exception:
             logger.exception("planning site %s failed", claim.unit_id)
@@ -585,3 +753,31 @@ class Planner:
             self._unsubscribe()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+
+def _finite(values: tuple[float, ...]) -> list[float | None]:
+    """JSON has no infinity (PostgreSQL refuses it): no limit in force is null."""
+    return [v if math.isfinite(v) else None for v in values]
+
+
+def group_limits_record(group: Group, plan: GroupPlan) -> dict[str, Any]:
+    """What a group's plan kept, stored with each member site's plan: per group of the tree and
+    step, the limit in force (kW, A; null: none), the id of the limit that set it, and the net
+    import planned at the group's node; `sources` names where each limit id came from."""
+    return {
+        "group_id": group.id,
+        "status": plan.status,
+        "steps": [format_ocpi_datetime(t) for t in plan.steps],
+        "sources": {lim.id: lim.source for g in group.walk() for lim in g.limits},
+        "nodes": {
+            g.id: {
+                "sites": list(g.site_ids()),
+                "max_import_kw": _finite(plan.limits[g.id].max_import_kw),
+                "import_limit_ids": list(plan.limits[g.id].import_limit_ids),
+                "max_current_a": _finite(plan.limits[g.id].max_current_a),
+                "current_limit_ids": list(plan.limits[g.id].current_limit_ids),
+                "import_kw": list(plan.import_kw.get(g.id, ())),
+            }
+            for g in group.walk()
+        },
+    }

@@ -13,7 +13,8 @@ as it is not wired, so a session on it is never planned on a guess.
 The package re-exports its public names; they live in `versions` (storage, errors, the stored
 types), `elements` (element and connector changes) and `unplaced` (proposals, placement and the
 worst case), each importing only the ones before it; `diff` compares two versions element by
-element; `series` and `forecasts` hold the time series.
+element; `series` and `forecasts` hold the time series; `groups` the groups of sites (territories) and
+the limits from outside, imported as `ems.sites.groups`.
 """
 
 from ems.sites.diff import Difference, diff_site_files, diff_versions

@@ -60,10 +60,11 @@ def simulator_process(
     speed: float,
     real_start_unix_s: float,
     meter_interval_s: float = 60.0,
+    party_id: str = "SIM",
 ) -> Iterator[SimulatorProcess]:
-    """Start the simulator, wait for its `ready` line, stop it on exit."""
+    """Start the simulator (the CPO FR/`party_id`), wait for its `ready` line, stop it on exit."""
     port, ocpp_port = free_port(), free_port()
-    stderr_path = tmp_path / "simulator.log"
+    stderr_path = tmp_path / f"simulator-{party_id}.log" if party_id != "SIM" else tmp_path / "simulator.log"
     process = subprocess.Popen(
         [
             sys.executable,
@@ -88,6 +89,8 @@ def simulator_process(
             str(real_start_unix_s),
             "--meter-interval-s",
             str(meter_interval_s),
+            "--party-id",
+            party_id,
         ],
         cwd=REPO,
         env={**os.environ},

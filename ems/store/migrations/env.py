@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from ems.store import cluster, models, planning  # noqa: F401  (every table module, so each table is on the metadata)
+from ems.store import cluster, groups, models, planning  # noqa: F401  (every table module, so each table is on the metadata)
 from ems.store.base import Base
 from ems.store.db import make_engine
 

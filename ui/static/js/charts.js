@@ -1,31 +1,44 @@
-// The dashboard's power chart (PV, base load, EV, grid import of the latest plan), redrawn after each refresh.
+// The dashboards' power charts, redrawn after each refresh: a site's (PV, base load, EV, grid
+// import of the latest plan) and a group's (its import, the limit in force dashed, each site's).
 (function () {
   "use strict";
-  var chart = null;
+  var charts = {};
+  var SITE_SERIES = [
+    { label: "PV", stroke: "#d9a400", key: "pv_kw" },
+    { label: "Base load", stroke: "#7b4fb0", key: "base_load_kw" },
+    { label: "EV", stroke: "#1763c6", key: "ev_kw" },
+    { label: "Grid import", stroke: "#b3261e", key: "grid_import_kw" }
+  ];
 
-  function draw() {
-    var box = document.getElementById("site-chart");
-    var node = document.getElementById("site-chart-data");
+  function draw(boxId, dataId) {
+    var box = document.getElementById(boxId);
+    var node = document.getElementById(dataId);
+    if (charts[boxId]) { charts[boxId].destroy(); charts[boxId] = null; }
     if (!box || !node || typeof uPlot === "undefined") return;
     var data;
     try { data = JSON.parse(node.textContent); } catch (e) { return; }
-    if (chart) { chart.destroy(); chart = null; }
     if (!data || !data.t.length) return;
-    chart = new uPlot({
+    // a group's chart names its series; a site's has fixed ones
+    var lines = data.series || SITE_SERIES.map(function (s) {
+      return { label: s.label, stroke: s.stroke, values: data[s.key] };
+    });
+    charts[boxId] = new uPlot({
       width: Math.max(320, box.clientWidth || 800),
       height: 240,
       scales: { y: { range: function (u, min, max) { return [Math.min(0, min), Math.max(1, max * 1.1)]; } } },
       axes: [{}, { label: "kW", size: 50 }],
-      series: [
-        {},
-        { label: "PV", stroke: "#d9a400", width: 2, paths: uPlot.paths.stepped({ align: 1 }) },
-        { label: "Base load", stroke: "#7b4fb0", width: 2, paths: uPlot.paths.stepped({ align: 1 }) },
-        { label: "EV", stroke: "#1763c6", width: 2, paths: uPlot.paths.stepped({ align: 1 }) },
-        { label: "Grid import", stroke: "#b3261e", width: 2, paths: uPlot.paths.stepped({ align: 1 }) }
-      ]
-    }, [data.t, data.pv_kw, data.base_load_kw, data.ev_kw, data.grid_import_kw], box);
+      series: [{}].concat(lines.map(function (s) {
+        return { label: s.label, stroke: s.stroke, width: 2, dash: s.dash ? [6, 4] : undefined,
+                 paths: uPlot.paths.stepped({ align: 1 }) };
+      }))
+    }, [data.t].concat(lines.map(function (s) { return s.values; })), box);
   }
 
-  document.addEventListener("htmx:afterSettle", draw);
-  document.addEventListener("DOMContentLoaded", draw);
+  function drawAll() {
+    draw("site-chart", "site-chart-data");
+    draw("group-chart", "group-chart-data");
+  }
+
+  document.addEventListener("htmx:afterSettle", drawAll);
+  document.addEventListener("DOMContentLoaded", drawAll);
 })();
