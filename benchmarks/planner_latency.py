@@ -60,7 +60,8 @@ def _site(name: str) -> dict[str, Any]:
     return make_depot(8, site_id="depot-208")
 
 
-def _session(session_id: str, evse_uid: str) -> dict[str, Any]:
+def session_body(session_id: str, evse_uid: str) -> dict[str, Any]:
+    """An ACTIVE OCPI Session starting now (the scale bench pushes the same)."""
     at = format_ocpi_datetime(now_utc())
     return {
         "country_code": "NL",
@@ -139,7 +140,7 @@ def measure(site_name: str, n_sessions: int) -> dict[str, float]:
                     session_id = f"s{i}"
                     started = time.perf_counter()
                     reply = client.put(
-                        f"/ocpi/2.2.1/sessions/NL/CPO/{session_id}", json=_session(session_id, evse_uid)
+                        f"/ocpi/2.2.1/sessions/NL/CPO/{session_id}", json=session_body(session_id, evse_uid)
                     )
                     pushes.append(time.perf_counter() - started)
                     reply.raise_for_status()

@@ -41,6 +41,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from benchmarks.loadgen import build_request, run_load
+from benchmarks.planner_latency import session_body
 from ems import sites
 from ems.cluster.tasks import EVENTS_TASK, QUEUE, celery_app
 from ems.core.config import Settings
@@ -83,30 +84,6 @@ def _site(i: int, template: dict[str, Any]) -> dict[str, Any]:
 
 def _evse(site: int, connector: int) -> str:
     return f"FR*B{site:03d}*E{connector + 1:02d}"
-
-
-def _session(session_id: str, evse_uid: str, at: str) -> dict[str, Any]:
-    return {
-        "country_code": "NL",
-        "party_id": "CPO",
-        "id": session_id,
-        "start_date_time": at,
-        "kwh": 0.0,
-        "cdr_token": {
-            "uid": "T",
-            "type": "RFID",
-            "contract_id": "C",
-            "country_code": "NL",
-            "party_id": "ACM",
-        },
-        "auth_method": "WHITELIST",
-        "location_id": "LOC1",
-        "evse_uid": evse_uid,
-        "connector_id": "1",
-        "currency": "EUR",
-        "status": "ACTIVE",
-        "last_updated": at,
-    }
 
 
 class Receiver:
@@ -286,9 +263,8 @@ def main() -> dict[str, float]:
         processes.append(Process(["worker", "--log-level", "warning"], env, tmp / "worker0.log"))
 
         # Six cars on every site, pushed through both replicas.
-        at = format_ocpi_datetime(datetime.now(UTC))
         bodies = [
-            (f"p{i:03d}-{c}", _session(f"p{i:03d}-{c}", _evse(i, c), at))
+            (f"p{i:03d}-{c}", session_body(f"p{i:03d}-{c}", _evse(i, c)))
             for i in range(N_SITES)
             for c in range(CARS_PER_SITE)
         ]
@@ -322,10 +298,9 @@ def main() -> dict[str, float]:
                 sid = f"s{i:03d}-{c}"
                 port = ports[k % 2]
                 time.sleep(max(0.0, t0 + k / START_RATE_PER_S - time.perf_counter()))
-                stamp = format_ocpi_datetime(datetime.now(UTC))
                 reply = client.put(
                     f"http://127.0.0.1:{port}/ocpi/2.2.1/sessions/NL/CPO/{sid}",
-                    json=_session(sid, _evse(i, c), stamp),
+                    json=session_body(sid, _evse(i, c)),
                 )
                 reply.raise_for_status()
                 acked[sid] = time.perf_counter()
