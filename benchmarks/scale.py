@@ -125,6 +125,72 @@ class Process:
                 self.process.wait(timeout=10)
 
 
+class CpuMeter:
+    """CPU seconds each part of the cluster used (from /proc, Linux), to say where a plan's cost
+    goes: what one worker's run already takes from the second core bounds what a second worker
+    can add on a 2-core machine."""
+
+    TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+    def __init__(self, postmaster_pid: int | None) -> None:
+        self.postmaster_pid = postmaster_pid
+        self.parts: dict[str, list[int]] = {"bench (CPO)": [os.getpid()]}
+
+    def add(self, part: str, pid: int) -> None:
+        self.parts.setdefault(part, []).append(pid)
+
+    @staticmethod
+    def _seconds(pid: int) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0  # gone: its last seconds are lost, which only understates
+        return (int(fields[11]) + int(fields[12])) / CpuMeter.TICKS_PER_S
+
+    def _postgres_pids(self) -> list[int]:
+        if self.postmaster_pid is None:
+            return []
+        pids = [self.postmaster_pid]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == self.postmaster_pid:
+                pids.append(int(stat.parent.name))
+        return pids
+
+    def sample(self) -> dict[str, float]:
+        parts = {**self.parts, "postgres": self._postgres_pids()}
+        return {part: sum(self._seconds(pid) for pid in pids) for part, pids in parts.items()}
+
+    @staticmethod
+    def used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        return {part: after[part] - before.get(part, 0.0) for part in after}
+
+
+def _postmaster_pid(database_url: str) -> int | None:
+    """The PostgreSQL server's pid when it runs on this machine from a socket folder (as
+    tests/support/with_postgres.sh starts it); None otherwise."""
+    host = make_url(database_url).query.get("host")
+    folder = host if isinstance(host, str) else None
+    if folder is None:
+        return None
+    for pid_file in (Path(folder) / "data" / "postmaster.pid", Path(folder) / "postmaster.pid"):
+        try:
+            return int(pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def _print_cpu(label: str, used: dict[str, float], wall_s: float, plans: int) -> float:
+    total = sum(used.values())
+    shares = "  ".join(f"{part} {seconds / plans * 1000:.0f}" for part, seconds in used.items())
+    print(f"    CPU, {label}: {total / wall_s:.2f} cores busy; ms per plan: {shares}")
+    return total / wall_s
+
+
 def _wait(probe: Any, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -166,9 +232,11 @@ def _drained(ctx: EmsContext) -> float:
     return time.perf_counter() - started
 
 
-def _replan_all(ctx: EmsContext, app: Any) -> float:
-    """Every site marked at once (as a forecast import for all would): plans per second."""
+def _replan_all(ctx: EmsContext, app: Any, meter: CpuMeter, label: str) -> tuple[float, float]:
+    """Every site marked at once (as a forecast import for all would): plans per second, and the
+    cores the cluster kept busy meanwhile."""
     before = _plans(ctx)
+    cpu_before = meter.sample()
     started = time.perf_counter()
     from ems.cluster.forward import append_to_log
 
@@ -176,7 +244,9 @@ def _replan_all(ctx: EmsContext, app: Any) -> float:
         append_to_log(ctx, ForecastChanged(f"site-{i:03d}", datetime.now(UTC)))
     app.send_task(EVENTS_TASK, queue=QUEUE)
     _wait(lambda: _plans(ctx) >= before + N_SITES, TIME_LIMIT_S, f"{N_SITES} plans")
-    return N_SITES / (time.perf_counter() - started)
+    wall_s = time.perf_counter() - started
+    busy = _print_cpu(label, CpuMeter.used(cpu_before, meter.sample()), wall_s, N_SITES)
+    return N_SITES / wall_s, busy
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -227,6 +297,8 @@ def main() -> dict[str, float]:
             "EMS_PUBLIC_URL": f"http://127.0.0.1:{ports[0]}",
             "EMS_PLAN_INTERVAL_S": "86400",
         }
+        meter = CpuMeter(_postmaster_pid(database_url))
+        meter.add("redis", redis.pid)
         ctx = EmsContext.create(Settings(database_url=database_url, broker_url=broker_url))
         app = celery_app(ctx.settings)
         template = json.loads((REPO / "examples" / "sites" / "office-pv.json").read_text())
@@ -258,9 +330,12 @@ def main() -> dict[str, float]:
             processes.append(
                 Process(["serve", "--port", str(port), "--log-level", "warning"], env, tmp / f"serve{i}.log")
             )
+        for process in processes:
+            meter.add("replicas", process.process.pid)
         for port in ports:
             _wait(lambda port=port: _up(f"http://127.0.0.1:{port}/healthz"), 30, "a replica")
         processes.append(Process(["worker", "--log-level", "warning"], env, tmp / "worker0.log"))
+        meter.add("workers", processes[-1].process.pid)
 
         # Six cars on every site, pushed through both replicas.
         bodies = [
@@ -272,16 +347,22 @@ def main() -> dict[str, float]:
         _wait(lambda: len(receiver.first_at) >= len(bodies), TIME_LIMIT_S, "profiles of the first cars")
         _quiet(ctx)
 
-        one = _replan_all(ctx, app)
+        one, busy_one = _replan_all(ctx, app, meter, "1 worker")
         _quiet(ctx)
         processes.append(Process(["worker", "--log-level", "warning"], env, tmp / "worker1.log"))
+        meter.add("workers", processes[-1].process.pid)
         time.sleep(3.0)  # the new worker connected and swept
         _quiet(ctx)
-        two = _replan_all(ctx, app)
+        two, _ = _replan_all(ctx, app, meter, "2 workers")
         _quiet(ctx)
-        results.update(plans_per_s_1=one, plans_per_s_2=two, workers_ratio=two / one)
+        cores = os.cpu_count() or 1
+        ceiling = cores / busy_one
+        results.update(plans_per_s_1=one, plans_per_s_2=two, workers_ratio=two / one, ratio_ceiling=ceiling)
         print(f"  plans/s, 1 worker              {one:8.1f}")
         print(f"  plans/s, 2 workers             {two:8.1f}   ratio 2/1: {two / one:.2f}   (target >= 1.6)")
+        print(
+            f"    ceiling on {cores} cores: {ceiling:.2f} (the cores / the cores the 1-worker run kept busy)"
+        )
 
         drain_s = _drained(ctx)
         print(f"  outbox drained {drain_s:6.1f} s after the re-plans (profiles sent at the per-CPO rate)")

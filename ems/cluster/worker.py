@@ -116,13 +116,13 @@ class WorkerRuntime:
             rows = db.execute(_PENDING_EVENTS).all()
             if not rows:
                 return 0
+            events = []
             for row in rows:
                 try:
-                    event = event_from_json(row.kind, row.payload)
+                    events.append(event_from_json(row.kind, row.payload))
                 except ValueError:
                     logger.error("event %d of the log is unreadable (%s): dropped", row.id, row.kind)
-                    continue
-                self.planner.on_event(event)
+            self.planner.on_events(events)
             ids = [row.id for row in rows]
             if sqlite:
                 db.rollback()  # SQLite: write in a transaction of its own, after the marks'

@@ -133,6 +133,8 @@ class ChargingSession(Base):
     __table_args__ = (
         UniqueConstraint("partner_id", "country_code", "party_id", "session_id"),
         Index("ix_charging_session_status", "status"),
+        # A site's active sessions, found from its EVSEs: a plan reads only its own site's.
+        Index("ix_charging_session_evse_status", "evse_uid", "status"),
         # A token's history: its completed sessions at a partner, latest first, without a sort
         # and without reading any other token's.
         Index("ix_charging_session_token_history", "partner_id", "token_uid", "status", "start_date_time"),

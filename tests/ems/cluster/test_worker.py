@@ -8,12 +8,14 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import func, select
 
 from ems import sites
@@ -26,6 +28,7 @@ from ems.ocpi.datetimes import format_ocpi_datetime
 from ems.ocpi.profiles import ProfileCallOutcome
 from ems.planning.planner import PlannerSettings
 from ems.store.cluster import DomainEventRecord
+from ems.store.models import ChargingSession
 from ems.store.planning import PlanRecord, SessionNeed
 from tests.conftest import RunningEms, add_registered_partner, auth
 from tests.support.ocpi_objects import charging_period, session
@@ -133,3 +136,78 @@ def test_a_scheduled_job_runs_once_per_cluster_and_slot(database_url: str) -> No
     assert claim_job_slot(ctx, "replan", 3600, "w1")
     assert not claim_job_slot(ctx, "replan", 3600, "w2")
     assert claim_job_slot(ctx, "ocpi-pull", 3600, "w2")
+
+
+def _office_copy(i: int) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(OFFICE.read_text().replace("FR*INE*E00", f"FR*S{i:02d}*E"))
+    data["id"], data["name"] = f"site-{i:02d}", f"Car park {i}"
+    return data
+
+
+@contextmanager
+def statements(ctx: EmsContext) -> Iterator[list[str]]:
+    """The SQL statements `ctx` runs meanwhile."""
+    seen: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    sqlalchemy_event.listen(ctx.engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        sqlalchemy_event.remove(ctx.engine, "before_cursor_execute", note)
+
+
+def test_a_burst_of_events_costs_the_same_round_trips_whatever_its_size(pair: Pair) -> None:
+    """A worker reads a batch of the log with the sites' and groups' stamps read once and the
+    marks written together: 200 events must not cost 200 times the round trips of one, or the
+    other workers wait seconds for the plan tasks of a burst."""
+    ctx = pair.ems.ctx
+    for i in range(12):
+        sites.import_site(ctx, _office_copy(i))
+    pair.worker.consume_events()  # the sites' own events
+    counts = []
+    for n_starts in (1, 3, 12):  # the first one builds the worker's index of the sites
+        at = stamp()
+        for i in range(n_starts):
+            reply = pair.cpo.put(
+                f"/ocpi/2.2.1/sessions/NL/CPO/b{n_starts}-{i}",
+                json=session(
+                    f"b{n_starts}-{i}", evse_uid=f"FR*S{i:02d}*E01", start_date_time=at, last_updated=at
+                ),
+            )
+            assert reply.json()["status_code"] == 1000
+        with statements(pair.worker.ctx) as seen:
+            assert pair.worker.consume_events() == n_starts
+        counts.append(len(seen))
+        assert all(pair.worker.demands.status(f"site-{i:02d}")[0] for i in range(n_starts))
+    assert counts[2] == counts[1], counts
+
+
+def test_a_site_plan_reads_only_its_own_sessions(pair: Pair) -> None:
+    """The snapshot finds a site's active sessions by its EVSEs: a plan's cost does not grow
+    with the sessions of every other site."""
+    ctx = pair.ems.ctx
+    for i in range(3):
+        sites.import_site(ctx, _office_copy(i))
+    at = stamp()
+    for i in range(3):
+        for c in range(1, 4):
+            sid = f"s{i}-{c}"
+            pair.cpo.put(
+                f"/ocpi/2.2.1/sessions/NL/CPO/{sid}",
+                json=session(sid, evse_uid=f"FR*S{i:02d}*E0{c}", start_date_time=at, last_updated=at),
+            ).raise_for_status()
+    loaded: list[str] = []
+
+    def note(target: ChargingSession, context: Any) -> None:
+        loaded.append(target.session_id)
+
+    sqlalchemy_event.listen(ChargingSession, "load", note)
+    try:
+        snapshot = pair.worker.planner.snapshot("site-01")
+    finally:
+        sqlalchemy_event.remove(ChargingSession, "load", note)
+    assert sorted(p.session_id for p in snapshot.sessions) == ["s1-1", "s1-2", "s1-3"]
+    assert set(loaded) == {"s1-1", "s1-2", "s1-3"}
