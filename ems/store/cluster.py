@@ -41,7 +41,8 @@ class PlanningDemand(Base):
     __tablename__ = "planning_demand"
     __table_args__ = (Index("ix_planning_demand_pending", "pending", "last_dirty_wall"),)
 
-    unit_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    unit_id: Mapped[str] = mapped_column(String(261), primary_key=True)
+    """A site id (255 characters at most) or `group:` and a top-level group's id."""
     dirty_seq: Mapped[int] = mapped_column(Integer, default=0)
     planned_seq: Mapped[int] = mapped_column(Integer, default=0)
     pending: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -48,7 +48,7 @@ class SeriesPoint(Base):
     __table_args__ = (UniqueConstraint("site_id", "timestamp"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    site_id: Mapped[str] = mapped_column(String(64), index=True)
+    site_id: Mapped[str] = mapped_column(String(255), index=True)  # as long as site.id
     timestamp: Mapped[datetime]
     pv_kw: Mapped[float | None] = mapped_column(Float)
     price_eur_per_kwh: Mapped[float | None] = mapped_column(Float)
@@ -63,7 +63,7 @@ class PlanRecord(Base):
     __table_args__ = (Index("ix_plan_record_site_created", "site_id", "created_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    site_id: Mapped[str] = mapped_column(String(64))
+    site_id: Mapped[str] = mapped_column(String(255))  # as long as site.id
     site_version: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     planned_for: Mapped[datetime]

@@ -27,6 +27,8 @@ from ems.core.context import EmsContext
 from ems.ocpi.datetimes import format_ocpi_datetime
 from ems.ocpi.profiles import ProfileCallOutcome
 from ems.planning.planner import PlannerSettings
+from ems.sites.forecasts import import_series
+from ems.sites.series import Series
 from ems.store.cluster import DomainEventRecord
 from ems.store.models import ChargingSession
 from ems.store.planning import PlanRecord, SessionNeed
@@ -211,3 +213,26 @@ def test_a_site_plan_reads_only_its_own_sessions(pair: Pair) -> None:
         sqlalchemy_event.remove(ChargingSession, "load", note)
     assert sorted(p.session_id for p in snapshot.sessions) == ["s1-1", "s1-2", "s1-3"]
     assert set(loaded) == {"s1-1", "s1-2", "s1-3"}
+
+
+def test_a_site_with_the_longest_id_allowed_gets_its_series_plans_and_demands_stored(pair: Pair) -> None:
+    """Site ids may be MAX_SITE_ID_CHARS long: every table keyed by a site (or its planning
+    unit) takes them, on PostgreSQL too, where a shorter column refuses the row."""
+    ctx = pair.ems.ctx
+    data = _office_copy(7)
+    data["id"] = "site-" + "x" * (sites.MAX_SITE_ID_CHARS - 5)
+    sites.import_site(ctx, data)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    import_series(
+        ctx, data["id"], Series((now, now + timedelta(hours=1)), pv_kw=(5.0, 6.0), base_load_kw=(1.0, 1.0))
+    )
+    at = stamp()
+    pair.cpo.put(
+        "/ocpi/2.2.1/sessions/NL/CPO/long1",
+        json=session("long1", evse_uid="FR*S07*E01", start_date_time=at, last_updated=at),
+    ).raise_for_status()
+    pair.worker.consume_events()
+    time.sleep(QUIET_S * 1.5)
+    assert pair.worker.plan(data["id"]) is not None
+    with ctx.db() as db:
+        assert db.scalar(select(PlanRecord.site_id).order_by(PlanRecord.id.desc()).limit(1)) == data["id"]
