@@ -4,7 +4,7 @@ A worker runs Celery tasks one at a time in its main thread (plan a unit, consum
 pull the CPOs) and, beside them, two threads of its own:
 
 - the dispatcher, whose outbox rows are claimed (`ems.dispatch.outbox`), so that two workers
-  never send the same profile;
+  never send the same profile, and whose calls to each CPO come from the cluster's one bucket;
 - the sweep, every `sweep_interval_s`: renew this worker's leases, read the event log (for
   wake-ups the broker lost), watch sessions whose phases were unknown, run the cluster's
   scheduled jobs (each slot claimed by one worker), and send plan tasks for every unit that is
@@ -33,6 +33,7 @@ from ems.cluster.tasks import EVENTS_TASK, PLAN_TASK, PULL_TASK, QUEUE
 from ems.core.context import EmsContext
 from ems.core.events import event_from_json
 from ems.dispatch.outbox import Dispatcher, OcpiProfileSink, ProfileSink
+from ems.dispatch.rate import SharedRateLimit
 from ems.ocpi.sync import sync_all
 from ems.planning.demands import SharedDemands
 from ems.planning.planner import Planner, PlannerSettings
@@ -93,7 +94,8 @@ class WorkerRuntime:
             lease_s=ctx.settings.lease_s,
             requeue_s=max(5.0, 2 * ctx.settings.lease_s),
         )
-        self.dispatcher = Dispatcher(ctx, sink or OcpiProfileSink(ctx))
+        rate = SharedRateLimit(ctx.db, ctx.settings.dispatch_rate_per_s, ctx.settings.dispatch_burst)
+        self.dispatcher = Dispatcher(ctx, sink or OcpiProfileSink(ctx), rate_limit=rate)
         self.planner = Planner(
             ctx,
             self.dispatcher,

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     """What plans (EMS_PLAN_STRATEGY): the optimizer, or one of the rule-based baselines of
     `ems.planning.strategies` (e.g. `uncontrolled`), to compare SCSPs on one bench (`ems scsp-bench`)."""
 
+    dispatch_rate_per_s: float = Field(default=20.0, gt=0)
+    """Profile calls a second to each CPO at most (EMS_DISPATCH_RATE_PER_S), however many workers
+    a cluster runs: they share one bucket per CPO in the database."""
+    dispatch_burst: int = Field(default=40, ge=1)
+    """Calls a CPO may get at once after a quiet while, within its rate."""
+
     http_timeout_s: float = 10.0
     max_body_bytes: int = 1_000_000
     request_body_timeout_s: float = Field(default=30.0, gt=0)

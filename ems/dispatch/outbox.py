@@ -13,7 +13,7 @@ Rules, each from how CPOs behave:
 - answers: ACCEPTED → wait for the asynchronous result (OCPI: assume none after `timeout`);
   REJECTED / NOT_SUPPORTED → recorded, final; TOO_OFTEN → later; UNKNOWN_SESSION → the session
   is marked stale; no answer (CPO down) → retried with exponential backoff and jitter;
-- a per-CPO rate limit (token bucket).
+- a per-CPO rate limit (a token bucket, `ems.dispatch.rate`: this process's, or the cluster's).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
@@ -34,6 +33,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from ems.core.context import EmsContext
 from ems.core.events import ChargingProfileOutcome, DomainEvent
+from ems.dispatch.rate import LocalRateLimit, RateLimit
 from ems.ocpi import profiles
 from ems.ocpi.datetimes import parse_ocpi_datetime
 from ems.ocpi.profiles import ProfileCallOutcome
@@ -96,12 +96,6 @@ def same_commands(old: dict[str, Any] | None, new: dict[str, Any], at: datetime)
     if old is None or old.get("charging_rate_unit") != new.get("charging_rate_unit"):
         return False
     return limits_from(old, at) == limits_from(new, at)
-
-
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
 
 
 @dataclass(frozen=True)
@@ -251,12 +245,12 @@ class Dispatcher:
         rate_per_s: float = 20.0,
         burst: int = 40,
         concurrency: int = 4,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         self.ctx = ctx
         self.sink = sink
-        self.rate_per_s = rate_per_s
-        self.burst = burst
-        self._buckets: dict[int, _Bucket] = {}
+        self.rate_limit = rate_limit or LocalRateLimit(rate_per_s, burst)
+        """Calls a second per CPO: `rate_per_s` and `burst` for this process, unless given."""
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -364,15 +358,18 @@ class Dispatcher:
 
     # ---- delivering ------------------------------------------------------------------------
 
-    def _take_token(self, partner_id: int) -> bool:
-        now = time.monotonic()
-        bucket = self._buckets.setdefault(partner_id, _Bucket(float(self.burst), now))
-        bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * self.rate_per_s)
-        bucket.updated = now
-        if bucket.tokens < 1.0:
-            return False
-        bucket.tokens -= 1.0
-        return True
+    def _within_rate(self, items: list[_Item]) -> list[_Item]:
+        """The first items of each CPO that its rate limit lets through now, in order."""
+        wanted: dict[int, int] = {}
+        for item in items:
+            wanted[item.partner_id] = wanted.get(item.partner_id, 0) + 1
+        left = {partner_id: self.rate_limit.take(partner_id, n) for partner_id, n in wanted.items()}
+        through = []
+        for item in items:
+            if left[item.partner_id] > 0:
+                left[item.partner_id] -= 1
+                through.append(item)
+        return through
 
     def _backoff_s(self, attempts: int) -> float:
         base: float = min(RETRY_CAP_S, RETRY_BASE_S * 2.0 ** max(0, attempts - 1))
@@ -419,13 +416,9 @@ class Dispatcher:
                 for pk, state in db.execute(_SESSION_OUTBOX_STATES, {"pks": pks})
                 if state in _SERVED_STATES
             }
-        to_send = []
-        expired = []
-        for item in sorted(due, key=lambda item: item.session_pk in served):
-            if item.state == "awaiting_result":
-                expired.append(item.id)
-            elif self._take_token(item.partner_id):
-                to_send.append(item)
+        ordered = sorted(due, key=lambda item: item.session_pk in served)
+        expired = [item.id for item in ordered if item.state == "awaiting_result"]
+        to_send = self._within_rate([item for item in ordered if item.state != "awaiting_result"])
         if expired:
             with writing() as db:
                 db.execute(_EXPIRE, {"ids": expired})

@@ -31,7 +31,13 @@ class Runtime:
         planner_settings: PlannerSettings | None = None,
     ) -> None:
         self.ctx = ctx
-        self.dispatcher = Dispatcher(ctx, sink or OcpiProfileSink(ctx))
+        settings = ctx.settings
+        self.dispatcher = Dispatcher(
+            ctx,
+            sink or OcpiProfileSink(ctx),
+            rate_per_s=settings.dispatch_rate_per_s,
+            burst=settings.dispatch_burst,
+        )
         solve = plan_solver(ctx.settings.plan_strategy)
         self.planner = Planner(ctx, self.dispatcher, settings=planner_settings, solve=solve)
         self.scheduler = BackgroundScheduler(timezone="UTC")

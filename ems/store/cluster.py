@@ -6,6 +6,7 @@ database, which stays the truth when the broker loses a message or a worker dies
   sweep interval, never the event.
 - `planning_demand`: per planning unit (a site), how often it was marked dirty against how far
   it was planned, and the lease of the worker planning it now.
+- `dispatch_rate`: each CPO's token bucket, shared by every worker's dispatcher.
 - `cluster_job_run`: one row per run of a scheduled job and time slot, so that a job every
   worker schedules runs once per cluster.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ems.store.base import Base, utcnow
@@ -69,3 +70,13 @@ class ClusterJobRun(Base):
     """The run's time slot: floor(unix time / the job's interval)."""
     holder: Mapped[str] = mapped_column(String(96))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DispatchRate(Base):
+    """A CPO's token bucket of profile calls (`ems.dispatch.rate.SharedRateLimit`)."""
+
+    __tablename__ = "dispatch_rate"
+
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partner.id", ondelete="CASCADE"), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    updated_wall: Mapped[datetime]
