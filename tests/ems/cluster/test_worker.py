@@ -28,6 +28,7 @@ from ems.ocpi.datetimes import format_ocpi_datetime
 from ems.ocpi.profiles import ProfileCallOutcome
 from ems.planning.planner import PlannerSettings
 from ems.sites.forecasts import import_series
+from ems.sites.groups import group_unit_id, put_group
 from ems.sites.series import Series
 from ems.store.cluster import DomainEventRecord
 from ems.store.models import ChargingSession
@@ -236,3 +237,44 @@ def test_a_site_with_the_longest_id_allowed_gets_its_series_plans_and_demands_st
     assert pair.worker.plan(data["id"]) is not None
     with ctx.db() as db:
         assert db.scalar(select(PlanRecord.site_id).order_by(PlanRecord.id.desc()).limit(1)) == data["id"]
+
+
+def test_a_group_is_one_unit_that_one_worker_at_a_time_plans(pair: Pair) -> None:
+    """Events on two member sites make one demand, the group's; while one worker holds it, a
+    second worker's task for it plans nothing, and the holder's plan covers both sites."""
+    ctx = pair.ems.ctx
+    for i in range(2):
+        sites.import_site(ctx, _office_copy(i))
+    put_group(ctx, "campus", {"id": "campus", "name": "one contract", "sites": ["site-00", "site-01"]})
+    at = stamp()
+    for i in range(2):
+        pair.cpo.put(
+            f"/ocpi/2.2.1/sessions/NL/CPO/g{i}",
+            json=session(f"g{i}", evse_uid=f"FR*S{i:02d}*E01", start_date_time=at, last_updated=at),
+        ).raise_for_status()
+    pair.worker.consume_events()
+    unit = group_unit_id("campus")
+    assert pair.worker.demands.status(unit) == (True, False)
+    assert not pair.worker.demands.status("site-00")[0] and not pair.worker.demands.status("site-01")[0]
+
+    other_ctx = EmsContext.create(Settings(database_url=ctx.settings.database_url, broker_url="memory://"))
+    other = WorkerRuntime(
+        other_ctx,
+        pair.worker.app,
+        PlannerSettings(quiet_s=QUIET_S, max_wait_s=QUIET_S, min_current=False),
+        RecordingSink(),
+    )
+    try:
+        time.sleep(QUIET_S * 1.5)
+        claim = pair.worker.demands.claim(unit, pair.worker.ctx.clock.now())
+        assert claim is not None
+        before = plans(ctx)
+        assert other.plan(unit) is None  # held: the other worker waits it out and gives up
+        assert plans(ctx) == before
+        pair.worker.planner.plan_claimed(claim)
+        with ctx.db() as db:
+            planned = set(db.scalars(select(PlanRecord.site_id)))
+        assert {"site-00", "site-01"} <= planned
+        assert pair.worker.demands.status(unit) == (False, False)
+    finally:
+        other_ctx.close()
