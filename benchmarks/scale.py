@@ -135,6 +135,8 @@ class CpuMeter:
     def __init__(self, postmaster_pid: int | None) -> None:
         self.postmaster_pid = postmaster_pid
         self.parts: dict[str, list[int]] = {"bench (CPO)": [os.getpid()]}
+        self._postgres_seen: set[int] = set()
+        self._last: dict[int, float] = {}
 
     def add(self, part: str, pid: int) -> None:
         self.parts.setdefault(part, []).append(pid)
@@ -144,7 +146,7 @@ class CpuMeter:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            return 0.0  # gone: its last seconds are lost, which only understates
+            return 0.0  # gone: `sample` keeps what it last read
         return (int(fields[11]) + int(fields[12])) / CpuMeter.TICKS_PER_S
 
     def _postgres_pids(self) -> list[int]:
@@ -161,8 +163,14 @@ class CpuMeter:
         return pids
 
     def sample(self) -> dict[str, float]:
-        parts = {**self.parts, "postgres": self._postgres_pids()}
-        return {part: sum(self._seconds(pid) for pid in pids) for part, pids in parts.items()}
+        """Seconds so far per part; a process gone since (a database connection closed) keeps
+        its last seconds, so a difference of two samples never goes negative."""
+        self._postgres_seen.update(self._postgres_pids())
+        parts = {**self.parts, "postgres": sorted(self._postgres_seen)}
+        for pids in parts.values():
+            for pid in pids:
+                self._last[pid] = max(self._last.get(pid, 0.0), self._seconds(pid))
+        return {part: sum(self._last[pid] for pid in pids) for part, pids in parts.items()}
 
     @staticmethod
     def used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
