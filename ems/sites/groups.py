@@ -13,7 +13,7 @@ without it (`grid_models.group.without_sites`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -143,6 +143,87 @@ def _outside_by_group(db: DbSession, root_id: str) -> dict[str, list[GroupLimitR
     return out
 
 
+def _unique(problems: Sequence[Problem]) -> list[Problem]:
+    """Each problem once, in the order first named (two checks may see the same)."""
+    return list(dict.fromkeys(problems))
+
+
+def _dict_walk(tree: Any) -> Iterator[dict[str, Any]]:
+    """The groups of a group file as given, valid or not: each object with a string id."""
+    if not isinstance(tree, dict):
+        return
+    if isinstance(tree.get("id"), str):
+        yield tree
+    children = tree.get("groups")
+    for child in children if isinstance(children, list) else []:
+        yield from _dict_walk(child)
+
+
+def _ids(items: Any) -> list[str]:
+    """The string ids in a list of ids or of objects with an id, valid or not."""
+    if not isinstance(items, list):
+        return []
+    ids = [item.get("id") if isinstance(item, dict) else item for item in items]
+    return [i for i in ids if isinstance(i, str) and i]
+
+
+def _held_problems(db: DbSession, trees: Mapping[str, Any], affected: Sequence[str]) -> list[Problem]:
+    """What the stored groups hold against the group files `trees` (by top-level id) replacing
+    the trees `affected`: a group id or a site in another stored tree or in two of `trees`, a
+    file limit taking the id of a limit from outside in its group. Read from the files as given
+    (valid or not), so a refused file names these problems with its own."""
+    problems: list[Problem] = []
+    node_root: dict[str, str] = {}
+    site_root: dict[str, str] = {}
+    for root_id, tree in trees.items():
+        for node in _dict_walk(tree):
+            node_id = node["id"]
+            if node_root.setdefault(node_id, root_id) != root_id:
+                problems.append(
+                    Problem(node_id, "group", "id", f"group id already used in group {node_root[node_id]!r}")
+                )
+            for site in _ids(node.get("sites")):
+                if site_root.setdefault(site, root_id) != root_id:
+                    problems.append(
+                        Problem(
+                            node_id,
+                            "group",
+                            "sites",
+                            f"site {site!r} is already in group {site_root[site]!r}",
+                        )
+                    )
+    taken_nodes = db.execute(
+        select(GroupNode.id, GroupNode.root_id).where(
+            GroupNode.id.in_(node_root), GroupNode.root_id.not_in(affected)
+        )
+    ).all()
+    taken_sites = db.execute(
+        select(GroupSite.site_id, GroupSite.root_id).where(
+            GroupSite.site_id.in_(site_root), GroupSite.root_id.not_in(affected)
+        )
+    ).all()
+    problems += [Problem(n, "group", "id", f"group id already used in group {r!r}") for n, r in taken_nodes]
+    problems += [
+        Problem(site_root[s], "group", "sites", f"site {s!r} is already in group {r!r}")
+        for s, r in taken_sites
+    ]
+    limit_ids = {
+        node["id"]: set(_ids(node.get("limits"))) for tree in trees.values() for node in _dict_walk(tree)
+    }
+    outside = db.scalars(select(GroupLimitRecord).where(GroupLimitRecord.root_id.in_(affected))).all()
+    for record in outside:
+        if record.limit_id in limit_ids.get(record.group_id, ()):
+            problems.append(
+                Problem(
+                    record.limit_id,
+                    "group_limit",
+                    "id",
+                    f"a limit from {record.source!r} in group {record.group_id!r} has this id",
+                )
+            )
+    return problems
+
+
 def _write_trees(
     db: DbSession, trees: Mapping[str, Group | None]
 ) -> tuple[dict[str, StoredGroup], set[str], bool]:
@@ -161,52 +242,10 @@ def _write_trees(
     stored_data = {root_id: row.data for root_id, row in rows.items() if row is not None}
     if stored_data == data:
         return {root_id: _stored(db, row) for root_id, row in rows.items() if row is not None}, set(), False
-    problems: list[Problem] = []
-    node_root: dict[str, str] = {}
-    site_root: dict[str, str] = {}
-    for root_id, group in trees.items():
-        if group is None:
-            continue
-        for g in group.walk():
-            if node_root.setdefault(g.id, root_id) != root_id:
-                problems.append(
-                    Problem(g.id, "group", "id", f"group id already used in group {node_root[g.id]!r}")
-                )
-            for site in g.sites:
-                if site_root.setdefault(site, root_id) != root_id:
-                    problems.append(
-                        Problem(
-                            g.id, "group", "sites", f"site {site!r} is already in group {site_root[site]!r}"
-                        )
-                    )
-    taken_nodes = db.execute(
-        select(GroupNode.id, GroupNode.root_id).where(
-            GroupNode.id.in_(node_root), GroupNode.root_id.not_in(affected)
-        )
-    ).all()
-    taken_sites = db.execute(
-        select(GroupSite.site_id, GroupSite.root_id).where(
-            GroupSite.site_id.in_(site_root), GroupSite.root_id.not_in(affected)
-        )
-    ).all()
-    problems += [Problem(n, "group", "id", f"group id already used in group {r!r}") for n, r in taken_nodes]
-    problems += [
-        Problem(site_root[s], "group", "sites", f"site {s!r} is already in group {r!r}")
-        for s, r in taken_sites
-    ]
+    problems = _held_problems(db, data, affected)
+    node_root = {g.id: root_id for root_id, group in trees.items() if group for g in group.walk()}
+    site_root = {s: root_id for root_id, group in trees.items() if group for s in group.site_ids()}
     outside = db.scalars(select(GroupLimitRecord).where(GroupLimitRecord.root_id.in_(affected))).all()
-    nodes = {g.id: g for group in trees.values() if group is not None for g in group.walk()}
-    for record in outside:
-        node = nodes.get(record.group_id)
-        if node is not None and any(lim.id == record.limit_id for lim in node.limits):
-            problems.append(
-                Problem(
-                    record.limit_id,
-                    "group_limit",
-                    "id",
-                    f"a limit from {record.source!r} in group {node.id!r} has this id",
-                )
-            )
     if problems:
         raise GroupValidationError(problems)
     now = utcnow()
@@ -266,7 +305,9 @@ def put_group(ctx: EmsContext, group_id: str, data: Any) -> tuple[StoredGroup, b
     try:
         group = group_from_dict(data, known)
     except GroupValidationError as exc:
-        raise GroupValidationError([*exc.problems, *problems]) from None
+        with ctx.db() as db:
+            held = _held_problems(db, {group_id: data}, [group_id])
+        raise GroupValidationError(_unique([*exc.problems, *problems, *held])) from None
     problems += _length_problems(group)
     if problems:
         raise GroupValidationError(problems)
@@ -379,8 +420,9 @@ def put_node(
                 try:
                     group_from_dict(node, known)
                 except GroupValidationError as exc:
-                    problems += [p for p in exc.problems if p not in problems]
-                raise GroupValidationError(problems)
+                    problems += exc.problems
+                problems += _held_problems(db, {node_id: node}, [r for r in (old_root_id,) if r])
+                raise GroupValidationError(_unique(problems))
             new_trees: dict[str, dict[str, Any] | None] = dict(stored_trees)
             if old_root_id is not None and old_parent_id == parent_id:
                 new_trees[old_root_id] = _changed_node(stored_trees[old_root_id], node_id, lambda _: node)
@@ -405,12 +447,14 @@ def put_node(
                 try:
                     group = group_from_dict(tree, known)
                 except GroupValidationError as exc:
-                    problems += [p for p in exc.problems if p not in problems]
+                    problems += exc.problems
                     continue
                 problems += _length_problems(group)
                 parsed[root_id] = group
             if problems:
-                raise GroupValidationError(problems)
+                written = {root_id: tree for root_id, tree in new_trees.items() if tree is not None}
+                problems += _held_problems(db, written, sorted(new_trees))
+                raise GroupValidationError(_unique(problems))
             stored, _created, changed = _write_trees(db, parsed)
     except IntegrityError as exc:
         raise _conflict(f"group {node_id!r} or one of its sites") from exc

@@ -102,6 +102,11 @@ def test_a_site_and_a_group_id_belong_to_one_group_only(ctx: EmsContext) -> None
     text = str(caught.value)
     assert "'public-carpark' is already in group 'campus'" in text
     assert "group id already used in group 'campus'" in text
+    second["limits"] = [{"id": "x", "source": "dso", "max_import_kw": "lots"}]  # and a file refused anyway
+    with pytest.raises(GroupValidationError) as caught:
+        put_group(ctx, "second", second)
+    text = str(caught.value)
+    assert "must be a number, got 'lots'" in text and "'public-carpark' is already in group 'campus'" in text
     assert [g.group_id for g in list_groups(ctx)] == ["campus"]
 
 
