@@ -123,6 +123,10 @@ class Group:
     def find(self, group_id: str) -> Group | None:
         return next((g for g in self.walk() if g.id == group_id), None)
 
+    def parent_of(self, group_id: str) -> Group | None:
+        """The group `group_id` is directly under (None: it is this tree's top, or not in it)."""
+        return next((g for g in self.walk() if any(c.id == group_id for c in g.groups)), None)
+
 
 def with_limits(group: Group, added: Mapping[str, Sequence[GroupLimit]]) -> Group:
     """The tree with `added[group_id]` appended to each group's own limits (limits from outside,

@@ -8,6 +8,8 @@ unknown fields are kept in `extra`, optional keys that were absent stay absent.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 from datetime import datetime
@@ -69,6 +71,8 @@ def _number(r: _Reader, value: Any, field: str) -> float:
 
 def _read_limit(r: _Reader, element_id: str, path: str) -> GroupLimit | None:
     limit_id = r.string("id") or element_id
+    if r.obj.get("id") == "":
+        r._bad("id", "must be a non-empty string")
     source = r.string("source")
     if not source and "source" in r.obj:
         r._bad("source", "must be a non-empty string")
@@ -126,6 +130,8 @@ def _read_group(problems: list[Problem], data: Any, path: str) -> Group | None:
         return None
     r, element_id = found
     group_id = r.string("id") or element_id
+    if r.obj.get("id") == "":
+        r._bad("id", "must be a non-empty string")
     name = r.string("name")
     site_ids: list[str] = []
     for i, s in enumerate(r.objects("sites", False)):
@@ -214,6 +220,56 @@ def limit_from_dict(data: Any) -> GroupLimit:
         r, element_id = found
         limit = _read_limit(r, element_id, "(limit)")
     if problems or limit is None:
+        raise GroupValidationError(problems)
+    return limit
+
+
+def limit_dict_from_csv(
+    text: str,
+    limit_id: str,
+    source: str,
+    quantity: str = "max_import_kw",
+    valid_from: str | None = None,
+    valid_until: str | None = None,
+) -> dict[str, Any]:
+    """A limit given as CSV rows `start,value` (a first row starting `start` is a header), each
+    value holding until the next start, in the group file's limit shape: what `ems group limit
+    import` reads from a .csv and the group page from a paste. Checked like `limit_from_dict`
+    (`GroupValidationError` naming every bad line and every other problem at once)."""
+    problems: list[Problem] = []
+    if quantity not in LIMIT_QUANTITIES:
+        problems.append(
+            Problem(limit_id, "group_limit", "quantity", f"must be one of {', '.join(LIMIT_QUANTITIES)}")
+        )
+    points: list[dict[str, Any]] = []
+    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or not "".join(row).strip() or (number == 1 and row[0].strip().lower() == "start"):
+            continue
+        where = f"line {number}"
+        if len(row) != 2:
+            problems.append(
+                Problem(limit_id, "group_limit", where, f"expected start,value, got {len(row)} field(s)")
+            )
+            continue
+        try:
+            value = float(row[1])
+        except ValueError:
+            problems.append(
+                Problem(limit_id, "group_limit", where, f"value {row[1].strip()!r} is not a number")
+            )
+            continue
+        points.append({"start": row[0].strip(), "value": value})
+    limit: dict[str, Any] = {"id": limit_id, "source": source}
+    limit[quantity if quantity in LIMIT_QUANTITIES else "max_import_kw"] = points
+    if valid_from is not None:
+        limit["valid_from"] = valid_from
+    if valid_until is not None:
+        limit["valid_until"] = valid_until
+    try:
+        limit_from_dict(limit)
+    except GroupValidationError as exc:
+        problems += exc.problems
+    if problems:
         raise GroupValidationError(problems)
     return limit
 

@@ -40,9 +40,10 @@ POSTGRES_TESTED = (
     "tests/ems/ocpi",
     "tests/ems/dispatch",
     "tests/ems/cluster",
+    "tests/ems/sites/test_groups.py",
 )
 """Where the `ems` and `database_url` fixtures run on PostgreSQL too (issue #18): the storage,
-OCPI, planner, dispatch and cluster tests."""
+OCPI, planner, dispatch and cluster tests, and the stored groups."""
 DATABASE_FIXTURES = ("ems", "database_url")
 
 

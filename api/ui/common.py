@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import hmac
+import math
 import secrets
 from datetime import datetime
 from http import HTTPStatus
@@ -63,6 +64,19 @@ def _num(value: Any, digits: int = 1) -> str:
     if abs(number) < 0.5 * 10**-digits:
         number = 0.0  # no "-0.0"
     return f"{number:.{digits}f}"
+
+
+def form_number(raw: str | None) -> Any:
+    """A number from a form field; text that is no number is passed on for validation to name."""
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = float(raw.replace(",", "."))
+    except ValueError:
+        return raw
+    if not math.isfinite(value):
+        return raw
+    return int(value) if value.is_integer() else value
 
 
 templates.env.filters["local"] = _local

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -21,7 +20,15 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
-from api.ui.common import AdminSession, ContextDep, CsrfChecked, is_htmx, logged_in_admin, render
+from api.ui.common import (
+    AdminSession,
+    ContextDep,
+    CsrfChecked,
+    form_number,
+    is_htmx,
+    logged_in_admin,
+    render,
+)
 from api.ui.diagram import phases_label, render_svg
 from ems import sites
 from ems.core.context import EmsContext
@@ -40,19 +47,6 @@ CHILD_KINDS = ("protection", "charge_point", "pv_plant", "load")
 MAX_UPLOAD_BYTES = 1_000_000
 VERSIONS_LISTED = 10
 """The versions list shows the latest ones; the compare selects offer every version."""
-
-
-def _number(raw: str | None) -> Any:
-    """A number from a form field; text that is no number is passed on for validation to name."""
-    if raw is None or raw.strip() == "":
-        return None
-    try:
-        value = float(raw.replace(",", "."))
-    except ValueError:
-        return raw
-    if not math.isfinite(value):
-        return raw
-    return int(value) if value.is_integer() else value
 
 
 def _phases(form: Mapping[str, Any]) -> list[str]:
@@ -203,15 +197,15 @@ async def new_site(request: Request, ctx: ContextDep, user: AdminSession) -> Res
         "id": site_id,
         "name": form.get("name", "").strip() or site_id,
         "timezone": form.get("timezone", "").strip() or "UTC",
-        "latitude": _number(form.get("latitude")) or 0,
-        "longitude": _number(form.get("longitude")) or 0,
-        "phase_voltage_v": _number(form.get("phase_voltage_v")) or 230,
-        "grid_connection": {"max_power_kw": _number(form.get("max_power_kw"))},
+        "latitude": form_number(form.get("latitude")) or 0,
+        "longitude": form_number(form.get("longitude")) or 0,
+        "phase_voltage_v": form_number(form.get("phase_voltage_v")) or 230,
+        "grid_connection": {"max_power_kw": form_number(form.get("max_power_kw"))},
         "protections": [
             {
                 "id": form.get("root_id", "").strip() or "main",
                 "parent": None,
-                "rated_current_a": _number(form.get("rated_current_a")),
+                "rated_current_a": form_number(form.get("rated_current_a")),
             }
         ],
     }
@@ -389,17 +383,17 @@ def _merged(kind: str, current: dict[str, Any], form: Mapping[str, Any]) -> dict
     element = copy.deepcopy(current)
     if kind == "protection":
         element["parent"] = form.get("parent") or None
-        element["rated_current_a"] = _number(form.get("rated_current_a"))
+        element["rated_current_a"] = form_number(form.get("rated_current_a"))
     elif kind == "charge_point":
         element["protection"] = form.get("protection")
     elif kind == "connector":
         for name in ("evse_uid", "connector_id"):
             element[name] = str(form.get(name, "")).strip()
         element["phases"] = _phases(form)
-        element["max_current_a"] = _number(form.get("max_current_a"))
-        element["min_current_a"] = _number(form.get("min_current_a"))
+        element["max_current_a"] = form_number(form.get("max_current_a"))
+        element["min_current_a"] = form_number(form.get("min_current_a"))
         element["power_type"] = form.get("power_type") or "AC"
-        max_power = _number(form.get("max_power_kw"))
+        max_power = form_number(form.get("max_power_kw"))
         if max_power is None:
             element.pop("max_power_kw", None)
         else:
@@ -407,7 +401,7 @@ def _merged(kind: str, current: dict[str, Any], form: Mapping[str, Any]) -> dict
     elif kind == "pv_plant":
         element["protection"] = form.get("protection")
         for name in ("peak_power_kw", "tilt_deg", "azimuth_deg"):
-            element[name] = _number(form.get(name))
+            element[name] = form_number(form.get(name))
     elif kind == "load":
         element["protection"] = form.get("protection")
         element["phases"] = _phases(form)
@@ -419,9 +413,9 @@ def _merged_site(current: dict[str, Any], form: Mapping[str, Any]) -> dict[str, 
     data["name"] = str(form.get("name", "")).strip()
     data["timezone"] = str(form.get("timezone", "")).strip()
     for name in ("latitude", "longitude", "phase_voltage_v"):
-        data[name] = _number(form.get(name))
+        data[name] = form_number(form.get(name))
     grid = dict(data.get("grid_connection") or {})
-    grid["max_power_kw"] = _number(form.get("max_power_kw"))
+    grid["max_power_kw"] = form_number(form.get("max_power_kw"))
     data["grid_connection"] = grid
     return data
 
@@ -484,7 +478,7 @@ def _new_element(kind: str, new_id: str, parent: str, form: Mapping[str, Any]) -
         return {
             "id": new_id,
             "parent": parent or None,
-            "rated_current_a": _number(form.get("rated_current_a")) or 16,
+            "rated_current_a": form_number(form.get("rated_current_a")) or 16,
         }
     if kind == "charge_point":
         return {"id": new_id, "protection": parent, "connectors": []}
@@ -605,7 +599,7 @@ async def place(
         return stored
     form = {k: str(v) for k, v in (await request.form()).items()}
     phases = _phases(form)
-    max_current = _number(form.get("max_current_a"))
+    max_current = form_number(form.get("max_current_a"))
     placement = sites.Placement(
         charge_point_id=form.get("charge_point_id") or None,
         protection=form.get("protection") or None,

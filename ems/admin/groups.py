@@ -1,6 +1,7 @@
 """What the group dashboard shows: the group's sites, its limits (from its file and from
 outside), and its latest joint plan: the net import planned at the group's node against the
-limit in force at each step, with each member site's planned import beside it.
+limit in force at each step, with each member site's planned import beside it. A nested group
+(a feeder under a substation) has a dashboard of its own: its node in its tree's joint plan.
 
 The latest joint plan is read back from the member sites' plan records: the planner stores
 the group's record (`result["group_limits"]`, `ems.planning.planner.group_limits_record`) with
@@ -18,8 +19,9 @@ from sqlalchemy import select
 from ems import sites
 from ems.core.context import EmsContext
 from ems.ocpi.datetimes import parse_ocpi_datetime
-from ems.sites.groups import StoredGroup, get_group
+from ems.sites.groups import StoredGroup, tree_of
 from ems.store.planning import PlanRecord
+from grid_models.group import Group
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,9 @@ class LimitLine:
 @dataclass(frozen=True)
 class GroupBoard:
     stored: StoredGroup
+    """The top-level group holding the group shown (it, or a group under it)."""
+    node: Group
+    """The group shown, with its limits from outside."""
     members: tuple[MemberLine, ...]
     limits: tuple[LimitLine, ...]
     planned_for: datetime | None
@@ -58,7 +63,7 @@ class GroupBoard:
         """The power chart's data (unix seconds, kW; null where no limit is in force)."""
         if self.record is None:
             return None
-        node = self.record["nodes"][self.stored.group_id]
+        node = self.record["nodes"][self.node.id]
         return {
             "t": [parse_ocpi_datetime(t).timestamp() for t in self.record["steps"]],
             "series": [
@@ -96,15 +101,19 @@ def _latest_plans(ctx: EmsContext, site_ids: tuple[str, ...]) -> dict[str, PlanR
 
 
 def group_board(ctx: EmsContext, group_id: str) -> GroupBoard:
-    """The group dashboard's data; `GroupNotFoundError` for an unknown group."""
-    stored = get_group(ctx, group_id)
-    site_ids = stored.group.site_ids()
+    """The dashboard of any stored group, top-level or nested; `GroupNotFoundError` for an
+    unknown one."""
+    stored = tree_of(ctx, group_id)
+    node = stored.planned().find(group_id)
+    assert node is not None  # tree_of found it in this tree
+    site_ids = node.site_ids()
     live = {s.site_id: s.name for s in sites.list_sites(ctx)}
     plans = _latest_plans(ctx, site_ids)
     grouped = {
         site_id: plan
         for site_id, plan in plans.items()
-        if (plan.result.get("group_limits") or {}).get("group_id") == group_id
+        if (plan.result.get("group_limits") or {}).get("group_id") == stored.group_id
+        and group_id in plan.result["group_limits"]["nodes"]
     }
     latest = max(grouped.values(), key=lambda p: p.id, default=None)
     record = latest.result["group_limits"] if latest is not None else None
@@ -141,11 +150,12 @@ def group_board(ctx: EmsContext, group_id: str) -> GroupBoard:
             outside[(g.id, lim.id)].received_at if (g.id, lim.id) in outside else None,
             outside[(g.id, lim.id)].data if (g.id, lim.id) in outside else {},
         )
-        for g in stored.planned().walk()
+        for g in node.walk()
         for lim in g.limits
     )
     return GroupBoard(
         stored,
+        node,
         members,
         limits,
         latest.planned_for if latest is not None else None,

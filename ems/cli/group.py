@@ -1,23 +1,21 @@
 """`ems group import` / `ems group export`: store a group file (a territory of sites) / print it
 back with its limits from outside. `ems group limit import`: a limit from outside (a grid
 operator's), as the admin API's `PUT /api/admin/groups/{id}/limits` takes it: a JSON limit in
-the group file's shape, or a CSV of `start,value` rows with `--id` and `--source`.
+the group file's shape, or a CSV of `start,value` rows with `--id` and `--source`
+(`grid_models.groupfile.limit_dict_from_csv`, which the group page's paste uses too).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from ems.cli.common import fail, open_context
 from ems.sites.groups import GroupConflictError, GroupNotFoundError, get_group, put_group, put_limit
-from grid_models.group import LIMIT_QUANTITIES
-from grid_models.groupfile import GroupValidationError, group_to_dict
+from grid_models.groupfile import GroupValidationError, group_to_dict, limit_dict_from_csv
 
 app = typer.Typer(help="Groups of sites: import, export, limits from outside.", no_args_is_help=True)
 limit_app = typer.Typer(help="Limits from outside on a stored group.", no_args_is_help=True)
@@ -43,40 +41,10 @@ def _read_json(path: Path, what: str) -> Any:
         fail(f"{what} {path} is not valid JSON: {exc}")
 
 
-def _limit_from_csv(
-    path: Path,
-    limit_id: str | None,
-    source: str | None,
-    quantity: str,
-    valid_from: str | None,
-    valid_until: str | None,
-) -> dict[str, Any]:
-    """A limit of `start,value` rows (header optional): each value holds until the next start."""
-    if not limit_id or not source:
-        fail("a CSV limit needs --id and --source")
-    if quantity not in LIMIT_QUANTITIES:
-        fail(f"--quantity must be one of {', '.join(LIMIT_QUANTITIES)}, got {quantity!r}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        fail(f"cannot read limit {path}: {exc.strerror or exc}")
-    points: list[dict[str, Any]] = []
-    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if not row or (number == 1 and row[0].strip().lower() == "start"):
-            continue
-        if len(row) != 2:
-            fail(f"{path} line {number}: expected start,value, got {len(row)} field(s)")
-        try:
-            value = float(row[1])
-        except ValueError:
-            fail(f"{path} line {number}: value {row[1]!r} is not a number")
-        points.append({"start": row[0].strip(), "value": value})
-    limit: dict[str, Any] = {"id": limit_id, "source": source, quantity: points}
-    if valid_from is not None:
-        limit["valid_from"] = valid_from
-    if valid_until is not None:
-        limit["valid_until"] = valid_until
-    return limit
+def _echo_problems(exc: GroupValidationError) -> NoReturn:
+    for problem in exc.problems:
+        typer.echo(f"error: {problem}", err=True)
+    raise typer.Exit(1) from None
 
 
 @app.command("import")
@@ -89,9 +57,7 @@ def import_command(group_json: Annotated[Path, typer.Argument(help="group.json t
     try:
         stored, created = put_group(ctx, group_id if isinstance(group_id, str) else "", data)
     except GroupValidationError as exc:
-        for problem in exc.problems:
-            typer.echo(f"error: {problem}", err=True)
-        raise typer.Exit(1) from None
+        _echo_problems(exc)
     except GroupConflictError as exc:
         fail(str(exc))
     finally:
@@ -131,16 +97,23 @@ def limit_import_command(
     """Store a limit from outside on a group; the group is re-planned. Prints {"group_id",
     "limit_id", "created"}; a bad limit stores nothing and lists every problem."""
     if limit_file.suffix.lower() == ".csv":
-        data = _limit_from_csv(limit_file, limit_id, source, quantity, valid_from, valid_until)
+        if not limit_id or not source:
+            fail("a CSV limit needs --id and --source")
+        try:
+            text = limit_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot read limit {limit_file}: {exc.strerror or exc}")
+        try:
+            data = limit_dict_from_csv(text, limit_id, source, quantity, valid_from, valid_until)
+        except GroupValidationError as exc:
+            _echo_problems(exc)
     else:
         data = _read_json(limit_file, "limit")
     ctx = open_context()
     try:
         _stored, created = put_limit(ctx, group, data)
     except GroupValidationError as exc:
-        for problem in exc.problems:
-            typer.echo(f"error: {problem}", err=True)
-        raise typer.Exit(1) from None
+        _echo_problems(exc)
     except (GroupNotFoundError, GroupConflictError) as exc:
         fail(str(exc))
     finally:

@@ -589,16 +589,9 @@ class Planner:
         now = self.ctx.clock.now()
         started = time.perf_counter()
         snapshots = [self.snapshot(site_id, now) for site_id in group.site_ids()]
-        plan_ids: dict[str, int] = {}
-        queued_any = False
+        parts: list[tuple[str, Snapshot, Plan, dict[str, Any] | None]]
         if self._solve_override is not None:
-            for snapshot in snapshots:
-                plan = self._solve(snapshot.site.id, snapshot.problem)
-                total_ms = (time.perf_counter() - started) * 1000.0
-                plan_id, queued = self._store(
-                    snapshot.site.id, snapshot, plan, trigger, triggered_at, total_ms
-                )
-                plan_ids[snapshot.site.id], queued_any = plan_id, queued_any or bool(queued)
+            parts = [(s.site.id, s, self._solve(s.site.id, s.problem), None) for s in snapshots]
         else:
             # every site over the group's horizon: one without cars still draws its base load
             n_steps = max(s.problem.n_steps() for s in snapshots)
@@ -616,25 +609,15 @@ class Planner:
             group_plan = self._solve_group(
                 group_id, GroupProblem.sampled(group, [s.problem for s in extended])
             )
-            total_ms = (time.perf_counter() - started) * 1000.0
             record = group_limits_record(group, group_plan)
-            for snapshot in extended:
-                site_id = snapshot.site.id
-                plan_id, queued = self._store(
-                    site_id,
-                    snapshot,
-                    group_plan.plans[site_id],
-                    trigger,
-                    triggered_at,
-                    total_ms,
-                    {"group_limits": record},
-                )
-                plan_ids[site_id], queued_any = plan_id, queued_any or bool(queued)
+            parts = [(s.site.id, s, group_plan.plans[s.site.id], {"group_limits": record}) for s in extended]
             snapshots = extended
+        total_ms = (time.perf_counter() - started) * 1000.0
+        plans = self._store_all(parts, trigger, triggered_at, total_ms)
         self._planned(group_unit_id(group_id), snapshots)
-        if queued_any and self.dispatcher is not None:
+        if any(queued for _plan_id, queued in plans.values()) and self.dispatcher is not None:
             self.dispatcher.wake()
-        return plan_ids
+        return {site_id: plan_id for site_id, (plan_id, _queued) in plans.items()}
 
     def _planned(self, unit_id: str, snapshots: list[Snapshot]) -> None:
         """Tell the demands when to plan the unit again and which sessions to watch."""
@@ -666,6 +649,63 @@ class Planner:
     ) -> tuple[int, set[int]]:
         """Store a site's plan, its needs and its outbox rows in one transaction; the plan's id
         and the outbox rows queued."""
+        return self._store_all([(site_id, snapshot, plan, extra_result)], trigger, triggered_at, total_ms)[
+            site_id
+        ]
+
+    def _store_all(
+        self,
+        parts: list[tuple[str, Snapshot, Plan, dict[str, Any] | None]],
+        trigger: str,
+        triggered_at: datetime | None,
+        total_ms: float,
+    ) -> dict[str, tuple[int, set[int]]]:
+        """Store the plans of one planning unit, each site's with its needs and its outbox rows,
+        in one transaction: a group's plans are all stored or none is (a crash half-way never
+        leaves some of its sites on the new joint plan and the others on the old one). Each
+        site's plan id and outbox rows queued."""
+        stored: dict[str, tuple[int, set[int]]] = {}
+        with transaction(self.ctx.db) as db:
+            for site_id, snapshot, plan, extra_result in parts:
+                stored[site_id] = self._write_plan(
+                    db, site_id, snapshot, plan, trigger, triggered_at, total_ms, extra_result
+                )
+        for site_id, snapshot, plan, _extra in parts:
+            plan_id = stored[site_id][0]
+            self.plans_made += 1
+            logger.info(
+                "plan %d of site %s (%s): %s, %d sessions in %.0f ms",
+                plan_id,
+                site_id,
+                trigger,
+                plan.status,
+                len(snapshot.sessions),
+                total_ms,
+                extra={
+                    "site_id": site_id,
+                    "plan_id": plan_id,
+                    "trigger": trigger,
+                    "status": plan.status,
+                    "session_ids": ",".join(p.session_id for p in snapshot.sessions),
+                },
+            )
+            self.ctx.metrics.plans.labels(trigger[:32], plan.status).inc()
+            self.ctx.metrics.plan_build_seconds.observe(plan.build_ms / 1000.0)
+            self.ctx.metrics.plan_solve_seconds.observe(plan.solve_ms / 1000.0)
+        return stored
+
+    def _write_plan(
+        self,
+        db: DbSession,
+        site_id: str,
+        snapshot: Snapshot,
+        plan: Plan,
+        trigger: str,
+        triggered_at: datetime | None,
+        total_ms: float,
+        extra_result: dict[str, Any] | None,
+    ) -> tuple[int, set[int]]:
+        """One site's plan record, needs and outbox rows, in the caller's transaction."""
         profiles = {p.session_id: profile_to_ocpi(plan, p.session_id) for p in snapshot.sessions}
         result: dict[str, Any] = {
             "steps": [format_ocpi_datetime(t) for t in plan.steps],
@@ -688,81 +728,60 @@ class Planner:
             "base_load_kw": list(snapshot.problem.base_load_kw),
             **(extra_result or {}),
         }
-        with transaction(self.ctx.db) as db:
-            if snapshot.sessions:
-                db.execute(
-                    _INSERT_NEED,
-                    [
-                        {
-                            "session_pk": p.session_pk,
-                            "estimated_at": snapshot.now,
-                            "energy_needed_kwh": p.need.energy_expected_kwh,
-                            "energy_source": p.need.energy_source,
-                            "energy_extra_kwh": p.need.energy_extra_kwh,
-                            "departure": p.need.expected_departure or p.need.departure,
-                            "departure_source": p.need.departure_source,
-                            "max_power_kw": p.need.max_power_kw,
-                            "max_power_source": p.need.max_power_source,
-                            "vehicle_phases": p.need.vehicle_phases,
-                            "phases_source": p.need.phases_source,
-                            "battery_capacity_kwh": p.need.battery_capacity_kwh,
-                            "capacity_source": p.need.capacity_source,
-                        }
-                        for p in snapshot.sessions
-                    ],
-                )
-            inserted = db.connection().execute(
-                _INSERT_PLAN,
-                {
-                    "site_id": site_id,
-                    "site_version": snapshot.site_version,
-                    "created_at": utcnow(),
-                    "planned_for": snapshot.now,
-                    "trigger": trigger[:32],
-                    "triggered_at": triggered_at,
-                    "inputs_digest": snapshot.digest(),
-                    "status": plan.status,
-                    "method": plan.method,
-                    "objective": str(self.settings.objective),
-                    "message": plan.message,
-                    "n_sessions": len(snapshot.sessions),
-                    "build_ms": plan.build_ms,
-                    "solve_ms": plan.solve_ms,
-                    "total_ms": total_ms,
-                    "result": result,
-                },
+        if snapshot.sessions:
+            db.execute(
+                _INSERT_NEED,
+                [
+                    {
+                        "session_pk": p.session_pk,
+                        "estimated_at": snapshot.now,
+                        "energy_needed_kwh": p.need.energy_expected_kwh,
+                        "energy_source": p.need.energy_source,
+                        "energy_extra_kwh": p.need.energy_extra_kwh,
+                        "departure": p.need.expected_departure or p.need.departure,
+                        "departure_source": p.need.departure_source,
+                        "max_power_kw": p.need.max_power_kw,
+                        "max_power_source": p.need.max_power_source,
+                        "vehicle_phases": p.need.vehicle_phases,
+                        "phases_source": p.need.phases_source,
+                        "battery_capacity_kwh": p.need.battery_capacity_kwh,
+                        "capacity_source": p.need.capacity_source,
+                    }
+                    for p in snapshot.sessions
+                ],
             )
-            key = inserted.inserted_primary_key
-            assert key is not None
-            plan_id = int(key[0])
-            # The outbox rows go in with the plan: a plan stored is a plan that will be delivered.
-            queued = (
-                self.dispatcher.enqueue_sets_in(
-                    db, {p.session_pk: profiles[p.session_id] for p in snapshot.sessions}, plan_id
-                )
-                if self.dispatcher is not None
-                else set()
-            )
-        self.plans_made += 1
-        logger.info(
-            "plan %d of site %s (%s): %s, %d sessions in %.0f ms",
-            plan_id,
-            site_id,
-            trigger,
-            plan.status,
-            len(snapshot.sessions),
-            total_ms,
-            extra={
+        inserted = db.connection().execute(
+            _INSERT_PLAN,
+            {
                 "site_id": site_id,
-                "plan_id": plan_id,
-                "trigger": trigger,
+                "site_version": snapshot.site_version,
+                "created_at": utcnow(),
+                "planned_for": snapshot.now,
+                "trigger": trigger[:32],
+                "triggered_at": triggered_at,
+                "inputs_digest": snapshot.digest(),
                 "status": plan.status,
-                "session_ids": ",".join(p.session_id for p in snapshot.sessions),
+                "method": plan.method,
+                "objective": str(self.settings.objective),
+                "message": plan.message,
+                "n_sessions": len(snapshot.sessions),
+                "build_ms": plan.build_ms,
+                "solve_ms": plan.solve_ms,
+                "total_ms": total_ms,
+                "result": result,
             },
         )
-        self.ctx.metrics.plans.labels(trigger[:32], plan.status).inc()
-        self.ctx.metrics.plan_build_seconds.observe(plan.build_ms / 1000.0)
-        self.ctx.metrics.plan_solve_seconds.observe(plan.solve_ms / 1000.0)
+        key = inserted.inserted_primary_key
+        assert key is not None
+        plan_id = int(key[0])
+        # The outbox rows go in with the plan: a plan stored is a plan that will be delivered.
+        queued = (
+            self.dispatcher.enqueue_sets_in(
+                db, {p.session_pk: profiles[p.session_id] for p in snapshot.sessions}, plan_id
+            )
+            if self.dispatcher is not None
+            else set()
+        )
         return plan_id, queued
 
     def replan_due(self, site_id: str, now: datetime) -> bool:

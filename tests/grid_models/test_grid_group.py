@@ -21,7 +21,15 @@ from grid_models.group import (
     sample_limits,
     site_entry_currents,
 )
-from grid_models.groupfile import GroupValidationError, group_from_dict, group_to_dict, load_group, save_group
+from grid_models.groupfile import (
+    GroupValidationError,
+    group_from_dict,
+    group_to_dict,
+    limit_dict_from_csv,
+    limit_from_dict,
+    load_group,
+    save_group,
+)
 from grid_models.site import ChargePoint, Load, Protection, PvPlant, Site
 from grid_models.validation import SiteValidationError
 from tests.grid_models.helpers import connector, small_site
@@ -101,6 +109,45 @@ def test_unknown_sites_and_bad_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(GroupValidationError, match="no site under this group"):
         save_group(Group("g", "g"), target)
     assert not target.exists()
+
+
+def test_a_limit_from_csv_rows_is_the_limit_of_the_file_shape() -> None:
+    text = "start,limit_kw\n2026-06-03T17:00:00+02:00,12\n\n2026-06-03T18:00:00+02:00, 16.5\n"
+    data = limit_dict_from_csv(text, "dso-1", "dso", valid_until="2026-06-03T19:00:00+02:00")
+    assert data == {
+        "id": "dso-1",
+        "source": "dso",
+        "max_import_kw": [
+            {"start": "2026-06-03T17:00:00+02:00", "value": 12.0},
+            {"start": "2026-06-03T18:00:00+02:00", "value": 16.5},
+        ],
+        "valid_until": "2026-06-03T19:00:00+02:00",
+    }
+    assert [p.value for p in limit_from_dict(data).series] == [12.0, 16.5]
+    amps = limit_dict_from_csv("2026-06-03T17:00:00Z,40\n", "a", "dso", "max_current_a")
+    assert amps["max_current_a"] == [{"start": "2026-06-03T17:00:00Z", "value": 40.0}]
+
+
+def test_bad_csv_rows_are_all_named_with_the_other_problems() -> None:
+    text = "2026-06-03T17:00:00+02:00,lots\n2026-06-03T18:00:00+02:00\nsoon,-4\n"
+    with pytest.raises(GroupValidationError) as caught:
+        limit_dict_from_csv(text, "dso-1", "", "max_power", valid_from="today")
+    text_of = str(caught.value)
+    for expected in (
+        "group_limit 'dso-1' quantity: must be one of max_import_kw, max_current_a",
+        "group_limit 'dso-1' line 1: value 'lots' is not a number",
+        "group_limit 'dso-1' line 2: expected start,value, got 1 field(s)",
+        "max_import_kw[0].start: not an ISO 8601 time: 'soon'",
+        "max_import_kw[0].value: must be >= 0",
+        "valid_from: not an ISO 8601 time: 'today'",
+    ):
+        assert expected in text_of, (expected, text_of)
+    with pytest.raises(GroupValidationError, match="a series needs at least one point"):
+        limit_dict_from_csv("start,value\n", "dso-1", "dso")
+    with pytest.raises(GroupValidationError, match="id: must be a non-empty string"):
+        limit_dict_from_csv("2026-06-03T17:00:00Z,4\n", "", "dso")
+    with pytest.raises(GroupValidationError, match="id: must be a non-empty string"):
+        group_from_dict({"id": "", "name": "", "sites": ["a"]})
 
 
 def test_limits_are_sampled_at_their_lowest_over_each_step_inside_their_window() -> None:

@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import Dialog, Page, expect
 
 from ems.sites import import_site
+from ems.sites.groups import put_group
 from tests.conftest import add_registered_partner, auth
 from tests.support.ocpi_objects import connector, evse, location, session
 from tests.ui.conftest import LiveEms, log_in, office_site, screenshot
@@ -21,6 +22,7 @@ SITE_NAME = "<script>alert('site')</script>"
 LOCATION_NAME = "<script>alert('location')</script>"
 EVSE_UID = "<img src=x onerror=alert(1)>"
 SESSION_ID = '"><svg onload=alert(2)>'
+GROUP_NAME = "<img src=x onerror=alert('group')>"
 
 
 def test_pushed_and_typed_markup_stays_text(live: LiveEms, desktop: Page) -> None:
@@ -59,5 +61,14 @@ def test_pushed_and_typed_markup_stays_text(live: LiveEms, desktop: Page) -> Non
     desktop.goto(f"{live.url}/admin/sites/office-pv")
     expect(desktop.get_by_test_id("unplaced")).to_contain_text(EVSE_UID)
     screenshot(desktop, "stored-xss-editor")
+    assert desktop.locator("img[src=x], svg[onload]").count() == 0
+
+    put_group(live.ctx, "campus", {"id": "campus", "name": GROUP_NAME, "sites": ["office-pv"]})
+    desktop.goto(f"{live.url}/admin/groups")
+    expect(desktop.get_by_test_id("group-row-campus")).to_contain_text(GROUP_NAME)
+    expect(desktop.get_by_test_id("site-choices")).to_contain_text(SITE_NAME)
+    desktop.goto(f"{live.url}/admin/groups/campus")
+    expect(desktop.get_by_role("heading", name=GROUP_NAME)).to_be_visible()
+    expect(desktop.get_by_test_id("site-choices")).to_contain_text(SITE_NAME)
     assert desktop.locator("img[src=x], svg[onload]").count() == 0
     assert dialogs == []

@@ -123,3 +123,29 @@ def test_a_deleted_member_site_leaves_the_group_plan(loop: Loop) -> None:
     before = _plan_count(loop)
     assert set(loop.planner.plan_group("campus", "test")) == {"office-pv"}
     assert _plan_count(loop) == before + 1
+
+
+def test_a_group_plan_is_stored_whole_or_not_at_all(loop: Loop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure while the second site's plan is written (a crash, a lost connection) leaves
+    neither site on the new joint plan: the group's plans go in one transaction."""
+    loop.planner.stop()  # plan by hand only
+    put_group(loop.ems.ctx, "campus", CAMPUS)
+    loop.planner.plan_group("campus", "test")
+    before = _plan_count(loop)
+    real_write = loop.planner._write_plan
+    written: list[str] = []
+
+    def crash_on_the_second_site(db: Any, site_id: str, *args: Any) -> tuple[int, set[int]]:
+        written.append(site_id)
+        if len(written) == 2:
+            raise ConnectionError("the database went away while the group's plans were written")
+        return real_write(db, site_id, *args)
+
+    monkeypatch.setattr(loop.planner, "_write_plan", crash_on_the_second_site)
+    with pytest.raises(ConnectionError):
+        loop.planner.plan_group("campus", "crash")
+    assert len(written) == 2 and _plan_count(loop) == before  # the first site's plan rolled back too
+    monkeypatch.undo()
+    assert set(loop.planner.plan_group("campus", "retry")) == {"office-pv", "public-carpark"}
+    assert _plan_count(loop) == before + 2
+    assert {_latest(loop, s).trigger for s in ("office-pv", "public-carpark")} == {"retry"}
