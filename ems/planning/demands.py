@@ -68,9 +68,11 @@ class Demands(Protocol):
         window_end: datetime | None,
         phase_waits: Iterable[PhaseWait],
         planned_keys: Iterable[SessionKey],
+        db: DbSession | None = None,
     ) -> None:
         """After any plan of the unit (claimed or direct): when to plan it again, and which of
-        its sessions (`planned_keys`) to watch for their first meter values."""
+        its sessions (`planned_keys`) to watch for their first meter values. Given `db`, the
+        plan's own transaction: stored with the plan or not at all."""
         ...
 
     def phases_measured(self, key: SessionKey) -> bool:
@@ -150,6 +152,7 @@ class LocalDemands:
         window_end: datetime | None,
         phase_waits: Iterable[PhaseWait],
         planned_keys: Iterable[SessionKey],
+        db: DbSession | None = None,
     ) -> None:
         waiting = {w.key for w in phase_waits}
         with self._lock:
@@ -413,14 +416,21 @@ class SharedDemands:
         window_end: datetime | None,
         phase_waits: Iterable[PhaseWait],
         planned_keys: Iterable[SessionKey],
+        db: DbSession | None = None,
     ) -> None:
         waits = ",".join(str(pk) for pk in sorted({w.session_pk for w in phase_waits}))
-        with transaction(self.db) as db:
-            if not db.scalar(select(_C.unit_id).where(_C.unit_id == unit_id)):
-                self._insert(db, unit_id)
-            db.execute(
-                update(_DEMANDS).where(_C.unit_id == unit_id).values(replan_at=window_end, phase_waits=waits)
-            )
+        if db is None:
+            with transaction(self.db) as own:
+                self._planned_in(own, unit_id, window_end, waits)
+        else:
+            self._planned_in(db, unit_id, window_end, waits)
+
+    def _planned_in(self, db: DbSession, unit_id: str, window_end: datetime | None, waits: str) -> None:
+        if not db.scalar(select(_C.unit_id).where(_C.unit_id == unit_id)):
+            self._insert(db, unit_id)
+        db.execute(
+            update(_DEMANDS).where(_C.unit_id == unit_id).values(replan_at=window_end, phase_waits=waits)
+        )
 
     def phases_measured(self, key: SessionKey) -> bool:
         return False  # found by `check_phase_waits`: the event may reach any worker

@@ -571,8 +571,9 @@ class Planner:
         snapshot = self.snapshot(site_id)
         plan = self._solve(site_id, snapshot.problem)
         total_ms = (time.perf_counter() - started) * 1000.0
-        plan_id, queued = self._store(site_id, snapshot, plan, trigger, triggered_at, total_ms)
-        self._planned(site_id, [snapshot])
+        plan_id, queued = self._store_all(
+            site_id, [(site_id, snapshot, plan, None)], trigger, triggered_at, total_ms
+        )[site_id]
         if queued and self.dispatcher is not None:
             self.dispatcher.wake()
         return plan_id
@@ -613,14 +614,14 @@ class Planner:
             parts = [(s.site.id, s, group_plan.plans[s.site.id], {"group_limits": record}) for s in extended]
             snapshots = extended
         total_ms = (time.perf_counter() - started) * 1000.0
-        plans = self._store_all(parts, trigger, triggered_at, total_ms)
-        self._planned(group_unit_id(group_id), snapshots)
+        plans = self._store_all(group_unit_id(group_id), parts, trigger, triggered_at, total_ms)
         if any(queued for _plan_id, queued in plans.values()) and self.dispatcher is not None:
             self.dispatcher.wake()
         return {site_id: plan_id for site_id, (plan_id, _queued) in plans.items()}
 
-    def _planned(self, unit_id: str, snapshots: list[Snapshot]) -> None:
-        """Tell the demands when to plan the unit again and which sessions to watch."""
+    def _planned(self, db: DbSession, unit_id: str, snapshots: list[Snapshot]) -> None:
+        """Tell the demands, in the plan's transaction, when to plan the unit again and which
+        sessions to watch (a worker killed after the commit leaves no plan without them)."""
         ends = [end for end in (next_window_end(s) for s in snapshots) if end is not None]
         planned = [p for s in snapshots for p in s.sessions]
         self.demands.planned(
@@ -635,41 +636,28 @@ class Planner:
                 and len(p.connector.phases) == 3
             ],
             [p.key for p in planned if p.key is not None],
+            db,
         )
-
-    def _store(
-        self,
-        site_id: str,
-        snapshot: Snapshot,
-        plan: Plan,
-        trigger: str,
-        triggered_at: datetime | None,
-        total_ms: float,
-        extra_result: dict[str, Any] | None = None,
-    ) -> tuple[int, set[int]]:
-        """Store a site's plan, its needs and its outbox rows in one transaction; the plan's id
-        and the outbox rows queued."""
-        return self._store_all([(site_id, snapshot, plan, extra_result)], trigger, triggered_at, total_ms)[
-            site_id
-        ]
 
     def _store_all(
         self,
+        unit_id: str,
         parts: list[tuple[str, Snapshot, Plan, dict[str, Any] | None]],
         trigger: str,
         triggered_at: datetime | None,
         total_ms: float,
     ) -> dict[str, tuple[int, set[int]]]:
         """Store the plans of one planning unit, each site's with its needs and its outbox rows,
-        in one transaction: a group's plans are all stored or none is (a crash half-way never
-        leaves some of its sites on the new joint plan and the others on the old one). Each
-        site's plan id and outbox rows queued."""
+        and what the demands keep of the unit's plan, in one transaction: a group's plans are
+        all stored or none is (a crash half-way never leaves some of its sites on the new joint
+        plan and the others on the old one). Each site's plan id and outbox rows queued."""
         stored: dict[str, tuple[int, set[int]]] = {}
         with transaction(self.ctx.db) as db:
             for site_id, snapshot, plan, extra_result in parts:
                 stored[site_id] = self._write_plan(
                     db, site_id, snapshot, plan, trigger, triggered_at, total_ms, extra_result
                 )
+            self._planned(db, unit_id, [snapshot for _, snapshot, _, _ in parts])
         for site_id, snapshot, plan, _extra in parts:
             plan_id = stored[site_id][0]
             self.plans_made += 1

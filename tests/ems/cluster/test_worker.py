@@ -30,7 +30,7 @@ from ems.planning.planner import PlannerSettings
 from ems.sites.forecasts import import_series
 from ems.sites.groups import group_unit_id, put_group
 from ems.sites.series import Series
-from ems.store.cluster import DomainEventRecord
+from ems.store.cluster import DomainEventRecord, PlanningDemand
 from ems.store.models import ChargingSession
 from ems.store.planning import PlanRecord, SessionNeed
 from tests.conftest import RunningEms, add_registered_partner, auth
@@ -278,3 +278,33 @@ def test_a_group_is_one_unit_that_one_worker_at_a_time_plans(pair: Pair) -> None
         assert pair.worker.demands.status(unit) == (False, False)
     finally:
         other_ctx.close()
+
+
+def test_a_plan_and_its_window_end_are_stored_together(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the demands keep of a plan (the window end that re-plans the site, the sessions
+    watched for meter values) is written in the plan's transaction: a failure there stores
+    neither, and a plan stored always has them."""
+    ctx = pair.ems.ctx
+    sites.import_site(ctx, _office_copy(3))
+    at = stamp()
+    pair.cpo.put(
+        "/ocpi/2.2.1/sessions/NL/CPO/w1",
+        json=session("w1", evse_uid="FR*S03*E01", start_date_time=at, last_updated=at),
+    ).raise_for_status()
+    pair.worker.consume_events()
+    time.sleep(QUIET_S * 1.5)
+    before = plans(ctx)
+
+    def lost_connection(*args: Any) -> None:
+        raise ConnectionError("the database went away")
+
+    monkeypatch.setattr(pair.worker.demands, "_planned_in", lost_connection)
+    assert pair.worker.plan("site-03") is None  # logged as failed
+    assert plans(ctx) == before
+    monkeypatch.undo()
+    pair.worker.demands.mark("site-03", "retry")
+    time.sleep(QUIET_S * 1.5)
+    assert pair.worker.plan("site-03") is not None
+    with ctx.db() as db:
+        demand = db.get(PlanningDemand, "site-03")
+    assert demand is not None and demand.replan_at is not None and demand.phase_waits != ""
