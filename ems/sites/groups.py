@@ -39,8 +39,8 @@ from grid_models.groupfile import (
 )
 from grid_models.validation import Problem
 
-MAX_GROUP_ID_CHARS = 58
-"""A top-level group's planning unit is `group:<id>` in a 64-character column."""
+MAX_GROUP_ID_CHARS = 64
+"""The group tables' id column (a top-level group's planning unit, `group:<id>`, fits its own)."""
 MAX_NODE_ID_CHARS = 64
 MAX_LIMIT_ID_CHARS = 255
 MAX_SOURCE_CHARS = 64

@@ -28,7 +28,7 @@ from ems.ocpi.datetimes import format_ocpi_datetime
 from ems.ocpi.profiles import ProfileCallOutcome
 from ems.planning.planner import PlannerSettings
 from ems.sites.forecasts import import_series
-from ems.sites.groups import group_unit_id, put_group
+from ems.sites.groups import MAX_GROUP_ID_CHARS, group_unit_id, put_group
 from ems.sites.series import Series
 from ems.store.cluster import DomainEventRecord, PlanningDemand
 from ems.store.models import ChargingSession
@@ -245,7 +245,8 @@ def test_a_group_is_one_unit_that_one_worker_at_a_time_plans(pair: Pair) -> None
     ctx = pair.ems.ctx
     for i in range(2):
         sites.import_site(ctx, _office_copy(i))
-    put_group(ctx, "campus", {"id": "campus", "name": "one contract", "sites": ["site-00", "site-01"]})
+    group_id = "campus-" + "c" * (MAX_GROUP_ID_CHARS - 7)  # the longest allowed: its unit id fits too
+    put_group(ctx, group_id, {"id": group_id, "name": "one contract", "sites": ["site-00", "site-01"]})
     at = stamp()
     for i in range(2):
         pair.cpo.put(
@@ -253,7 +254,7 @@ def test_a_group_is_one_unit_that_one_worker_at_a_time_plans(pair: Pair) -> None
             json=session(f"g{i}", evse_uid=f"FR*S{i:02d}*E01", start_date_time=at, last_updated=at),
         ).raise_for_status()
     pair.worker.consume_events()
-    unit = group_unit_id("campus")
+    unit = group_unit_id(group_id)
     assert pair.worker.demands.status(unit) == (True, False)
     assert not pair.worker.demands.status("site-00")[0] and not pair.worker.demands.status("site-01")[0]
 
