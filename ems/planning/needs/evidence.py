@@ -116,8 +116,8 @@ def period_samples(
     sent = _LimitsSent(sorted(profiles, key=lambda p: p.sent_at), voltage_v, phases)  # stable
     samples = []
     for start, end, power, current in raw:
-        mean, held = sent.limits_kw(start.timestamp(), end.timestamp())
-        samples.append(PeriodSample(start, end, power, current, mean, held))
+        mean, held, as_sent = sent.limits_kw(start.timestamp(), end.timestamp())
+        samples.append(PeriodSample(start, end, power, current, mean, held, as_sent))
     return samples
 
 
@@ -148,24 +148,34 @@ class _LimitsSent:
         ]
         return min(limits) if limits else None
 
-    def limits_kw(self, start_s: float, end_s: float) -> tuple[float | None, float | None]:
+    def latest_kw(self, at_s: float) -> float | None:
+        """The limit of the latest profile sent by `at_s`, as if it held the moment we sent it
+        (None: none sent yet, or it sets none then)."""
+        latest = bisect.bisect_right(self.sent_s, at_s) - 1
+        if latest < 0:
+            return None
+        limit = self.profiles[latest].limit(at_s)
+        return None if limit is None else limit * self.kw_per_unit[latest]
+
+    def limits_kw(self, start_s: float, end_s: float) -> tuple[float | None, float | None, float | None]:
         """Of the lowest limit that may hold over [start_s, end_s) (`lowest_kw`): its mean,
-        and the highest one held over at least half the period. Pieces where no profile of ours
-        held are left out (the car's own limit is higher); None if none did."""
+        and the highest one held over at least half the period; and the mean of the limits as
+        sent (`latest_kw`). Pieces where no profile of ours held are left out (the car's own
+        limit is higher); None if none did."""
         sent_s = self.sent_s
         latest = bisect.bisect_right(sent_s, start_s) - 1
         if end_s <= start_s:
             lowest = self.lowest_kw(start_s)
-            return lowest, lowest
+            return lowest, lowest, self.latest_kw(start_s)
         if latest + 1 == len(sent_s) or sent_s[latest + 1] >= end_s:  # nothing sent meanwhile
             if latest < 0:
-                return None, None
+                return None, None, None
             one = self.profiles[latest]
             if sent_s[latest] + self.settle_s <= start_s:
                 after = bisect.bisect_right(one.at_s, start_s)
                 if after == len(one.at_s) or one.at_s[after] >= end_s:  # one limit throughout
                     limit = one.limits[after - 1] * self.kw_per_unit[latest] if after > 0 else None
-                    return limit, limit
+                    return limit, limit, limit
         held = self._held_from(start_s)
         cuts = {start_s}
         for i in range(held.start, len(sent_s)):
@@ -177,7 +187,12 @@ class _LimitsSent:
         period_s = end_s - start_s
         weighted = limited_s = 0.0
         longest: float | None = None
+        sent_weighted = sent_s_total = 0.0
         for a, b in itertools.pairwise(bounds):
+            as_sent = self.latest_kw(a)
+            if as_sent is not None:
+                sent_weighted += as_sent * (b - a)
+                sent_s_total += b - a
             limit = self.lowest_kw(a)
             if limit is None:
                 continue
@@ -186,4 +201,5 @@ class _LimitsSent:
             if 2.0 * (b - a) >= period_s and (longest is None or limit > longest):
                 longest = limit
         mean = weighted / limited_s if limited_s > 0.0 else None
-        return mean, longest if longest is not None else mean
+        mean_as_sent = sent_weighted / sent_s_total if sent_s_total > 0.0 else None
+        return mean, longest if longest is not None else mean, mean_as_sent

@@ -470,3 +470,35 @@ def test_a_profile_period_starting_inside_a_meter_period_counts_for_its_share() 
     # a car under a limit of 0 shows no maximum of its own, whatever it draws
     at_zero = [PeriodSample(START, START + timedelta(minutes=15), 3.0, 4.3, 0.0)] * 2
     assert learned_max_power_kw(at_zero, 22.08) is None
+
+
+def test_a_car_that_drew_all_a_profile_changing_inside_the_period_let_it_is_still_drawing() -> None:
+    """A plan lands anywhere in a meter period: 10 A for its first 7 minutes, 16 A after, and
+    the car drew 13.2 A on average, all it was allowed. Its estimate met, it needs more, however
+    the 16 A that held over most of the period compares. A raise that held at once and a car
+    that drew 85 % of it is finishing: not raised (the 2 min a raise may take to settle would
+    have lowered the mean it is judged by)."""
+    two_limits = {
+        "start_date_time": START.isoformat().replace("+00:00", "Z"),
+        "charging_rate_unit": "A",
+        "charging_profile_period": [{"start_period": 0, "limit": 10.0}, {"start_period": 420, "limit": 16.0}],
+    }
+    mean_a = (7 * 10.0 + 8 * 16.0) / 15
+    period, end = metered(START, 15, three_phase_kw(mean_a))
+    samples = period_samples(
+        [period], end, [SentProfile.of(START - timedelta(hours=1), two_limits)], 230.0, 3
+    )
+    assert samples[0].held_limit_kw == pytest.approx(three_phase_kw(16.0))
+    need = estimate_need(inputs(delivered_kwh=15.0, periods=samples), end)
+    assert need.energy_source == "still_drawing"
+    assert planned(need) == pytest.approx(three_phase_kw(mean_a) * 0.5)
+
+    raise_profiles = [
+        SentProfile.of(START - timedelta(hours=1), amps(6.0, START - timedelta(hours=1))),
+        SentProfile.of(START, amps(16.0, START)),
+    ]
+    finishing, end = metered(START, 15, three_phase_kw(0.85 * 16.0))
+    samples = period_samples([finishing], end, raise_profiles, 230.0, 3)
+    assert samples[0].limit_kw is not None and samples[0].limit_kw < three_phase_kw(0.85 * 16.0) / 0.9
+    need = estimate_need(inputs(delivered_kwh=15.0, periods=samples), end)
+    assert need.energy_source == "site_default" and planned(need) == 0.0
