@@ -23,6 +23,7 @@ from ems.planning.needs import (
     learned_max_power_kw,
     parse_meter_id_preferences,
     period_samples,
+    read_until,
     stopped_by_itself,
 )
 from ems.store.models import ChargingPeriod
@@ -502,3 +503,26 @@ def test_a_car_that_drew_all_a_profile_changing_inside_the_period_let_it_is_stil
     assert samples[0].limit_kw is not None and samples[0].limit_kw < three_phase_kw(0.85 * 16.0) / 0.9
     need = estimate_need(inputs(delivered_kwh=15.0, periods=samples), end)
     assert need.energy_source == "site_default" and planned(need) == 0.0
+
+
+def test_the_latest_period_is_judged_until_the_cpo_read_it_not_until_now() -> None:
+    """Read at 8:15, the quarter hour from 8:00 drew nothing while our profile held the car at
+    0 A. The profile lets it draw 16 A from 8:15 on: a plan at 8:30 that stretched the period
+    to 8:30 found the car "full" (16 A over half of it, nothing drawn)."""
+    profile = {
+        "start_date_time": START.isoformat().replace("+00:00", "Z"),
+        "charging_rate_unit": "A",
+        "charging_profile_period": [{"start_period": 0, "limit": 0.0}, {"start_period": 900, "limit": 16.0}],
+    }
+    sent = [SentProfile.of(START - timedelta(minutes=30), profile)]
+    period, read_at = metered(START, 15, 0.0)
+    now = START + timedelta(minutes=30)
+    assert read_until([period], read_at, now) == read_at
+    samples = period_samples([period], read_until([period], read_at, now), sent, 230.0, 3)
+    assert (samples[0].end, samples[0].limit_kw) == (read_at, 0.0)
+    min_kw = three_phase_kw(6.0)
+    assert not stopped_by_itself(samples, 22.08, min_kw)
+    assert stopped_by_itself(period_samples([period], now, sent, 230.0, 3), 22.08, min_kw)
+    # a CPO that sends a period as it begins (updated at its start, or before): read until now
+    assert read_until([period], START, now) == now
+    assert read_until([], read_at, now) == now
