@@ -10,8 +10,9 @@ CPO's SENDER interface instead.
 Time is the replay's (`ems replay`): steps of `step_s` aligned in the site's time zone over whole
 local days; an event inside a step is pushed at the next boundary; a car draws only in whole
 steps it is plugged in for, what the profile in force lets it over the step
-(`ems.replay.cars.allowed_kw`, `draw`), up to its true energy and power. The profile in force
-over step k is the last one that reached the bench by `t_k + response_window_s`: the SCSP has
+(`bench_cpo.backend.limit_over_kw`, `ems.replay.cars.draw`), up to its true energy and power.
+The profiles in force over step k are those that reached the bench by `t_k + response_window_s`,
+each from its own start on (the one before it holds until then): the SCSP has
 that long to answer a boundary's events, as the replay's planner answers them at the boundary
 (at 600x, a real quarter second of an SCSP's latency is 150 simulated seconds: counted from
 their arrival, profiles would measure the acceleration, not the SCSP). An answer later counts
@@ -35,11 +36,11 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from bench_cpo.backend import BenchCpo
+from bench_cpo.backend import BenchCpo, limit_over_kw
 from bench_cpo.scsp import ScspSpec, SharedClock, StartedEms, free_port
 from bench_cpo.traffic import TrafficMiddleware
 from ems.core.clock import ScaledClock
-from ems.replay.cars import Car, allowed_kw, count_setpoint_change, draw, placed_cars, step_index
+from ems.replay.cars import Car, count_setpoint_change, draw, placed_cars, step_index
 from ems.replay.log import LoggedSession
 from ems.replay.result import ReplayConfig, ReplayResult, measured_result
 from ems.replay.series import actual_steps
@@ -335,14 +336,14 @@ class Bench:
         """Step k of every SCSP's cars, under the profiles in force (see the module docstring)."""
         t0, t1 = self.t(k), self.t(k + 1)
         step_h = self.config.step_s / 3600.0
-        deadline = t0 + timedelta(seconds=self.config.response_window_s)
+        window_s = self.config.response_window_s
         voltage_v = self.config.site.phase_voltage_v
         for run in self.runs:
             for car in run.cars:
                 if not car.draw_start <= k < car.draw_end:
                     continue
-                profile = run.backend.profile_in_force(car.log.session_id, deadline)
-                limit_kw = allowed_kw(car, profile, t0, t1, voltage_v)
+                received = run.backend.profiles_in_force(car.log.session_id, t1)
+                limit_kw = limit_over_kw(car, received, t0, t1, voltage_v, window_s)
                 power_kw = draw(car, limit_kw, step_h)
                 run.setpoint_changes += count_setpoint_change(run.last_limit_kw, car.index, limit_kw)
                 run.power_kw[car.index, k] = power_kw

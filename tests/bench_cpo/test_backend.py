@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench_cpo.backend import UNLIMITED, BenchCpo
+from bench_cpo.backend import UNLIMITED, BenchCpo, limit_over_kw
 from bench_cpo.traffic import TrafficMiddleware
 from ems.core.clock import ManualClock
 from ems.replay.cars import allowed_kw, placed_cars
@@ -114,6 +114,46 @@ async def test_after_its_duration_a_profile_limits_nothing(
     cars = placed_cars(SITE, [car("s1", "ES*BCN*E0001")], 900)[2]
     later = T0 + timedelta(minutes=15)
     assert allowed_kw(cars[0], profile, later, later + timedelta(minutes=15), 230.0) == cars[0].pmax_kw
+
+
+async def test_a_profile_starting_inside_a_step_leaves_the_one_before_it_until_then(
+    bench: tuple[BenchCpo, ManualClock, httpx.AsyncClient],
+) -> None:
+    """10 A from 8:00; a plan at 8:05 cuts the car to 0 from 8:05. Over the step from 8:00 the
+    car drew 10 A for five minutes, as a charge point applies it and as the SCSP will read the
+    meter values: not 0 A from 8:00. The first profile, come within the response window, holds
+    from the step's start (an answer to the step's events); one that came later holds from its
+    start, but not from earlier than the window before it came; a DELETE clears them all."""
+    backend, clock, http = bench
+    put = f"{BASE}/chargingprofiles/s1"
+    step = (T0, T0 + timedelta(minutes=15))
+    [parked] = placed_cars(SITE, [car("s1", "ES*BCN*E0001")], 900)[2]
+
+    def limit_kw(at: datetime, window_s: float = 300.0) -> float:
+        return limit_over_kw(parked, backend.profiles_in_force("s1", at), *step, 230.0, window_s)
+
+    clock.set(T0 + timedelta(minutes=1))
+    body = set_profile(10.0, start="2026-06-02T08:01:00Z")
+    assert (await http.put(put, json=body, headers=auth())).is_success
+    assert limit_kw(step[1]) == pytest.approx(2.3)  # from 8:00: it answered in time
+    assert limit_kw(step[1], window_s=30.0) == pytest.approx(parked.pmax_kw / 15 + 2.3 * 14 / 15)
+    clock.set(T0 + timedelta(minutes=5))
+    body = set_profile(0.0, start="2026-06-02T08:05:00Z")
+    assert (await http.put(put, json=body, headers=auth())).is_success
+    assert len(backend.profiles_in_force("s1", step[1])) == 2
+    assert backend.profile_in_force("s1", step[1]) == backend.profiles_in_force("s1", step[1])[-1].profile
+    assert limit_kw(step[1]) == pytest.approx(2.3 * 5 / 15)
+    assert limit_kw(T0 + timedelta(minutes=4)) == pytest.approx(2.3)  # what had come by 8:04
+    # sent at 8:12 for 8:05: it holds from 8:07, the window (5 min) before it came
+    clock.set(T0 + timedelta(minutes=12))
+    body = set_profile(16.0, start="2026-06-02T08:05:00Z")
+    assert (await http.put(put, json=body, headers=auth())).is_success
+    assert limit_kw(step[1]) == pytest.approx((2.3 * 5 + 0.0 * 2 + 3.68 * 8) / 15)
+    clock.set(T0 + timedelta(minutes=13))
+    cleared = await http.delete(put, params={"response_url": "http://scsp.test/cb/2"}, headers=auth())
+    assert cleared.json()["data"]["result"] == "ACCEPTED"
+    assert backend.profiles_in_force("s1", step[1]) == []
+    assert limit_kw(step[1]) == parked.pmax_kw
 
 
 async def test_garbage_unknown_sessions_and_wrong_tokens_are_counted(
