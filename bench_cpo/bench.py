@@ -350,20 +350,16 @@ class Bench:
                 run.energy_kwh[car.index] = run.energy_kwh.get(car.index, 0.0) + power_kw * step_h
 
     def _push(self, k: int) -> None:
-        """What the CPO tells each SCSP at boundary k: who left, who came, every meter."""
+        """What the CPO tells each SCSP at boundary k: every meter, then who left, who came.
+
+        The meters first: a plan that a departure or an arrival starts then sees the step's
+        meter values, as the replay's planner does at the step. Pushed after them, the plan a
+        session's start set off read some cars' energies a step old."""
         t = self.t(k)
         leaving = set(self.leavings.get(k, ()))
         arriving = set(self.arrivals.get(k, ()))
         for run in self.runs:
             backend = run.backend
-            for car in run.cars:
-                if car.index in leaving:
-                    backend.car_left(
-                        car.log.session_id, car.log.departure, run.energy_kwh.get(car.index, 0.0)
-                    )
-            for car in run.cars:
-                if car.index in arriving and car.index not in leaving:
-                    backend.car_arrived(car.log, car.connector.id, t)
             for car in run.cars:
                 arrived = step_index(car.log.arrival, self.start, self.config.step_s, up=True)
                 left = step_index(car.log.departure, self.start, self.config.step_s, up=True)
@@ -376,6 +372,14 @@ class Bench:
                         run.energy_kwh.get(car.index, 0.0),
                         _phase_currents(self.config.site, car, power_kw),
                     )
+            for car in run.cars:
+                if car.index in leaving:
+                    backend.car_left(
+                        car.log.session_id, car.log.departure, run.energy_kwh.get(car.index, 0.0)
+                    )
+            for car in run.cars:
+                if car.index in arriving and car.index not in leaving:
+                    backend.car_arrived(car.log, car.connector.id, t)
             if backend.mode == "pull":
                 backend.send_due_preferences()
 

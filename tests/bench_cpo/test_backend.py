@@ -7,6 +7,7 @@ import base64
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -182,15 +183,28 @@ async def test_garbage_unknown_sessions_and_wrong_tokens_are_counted(
     assert not ledger.accepted and ledger.requests == 4
 
 
+class RecordingEms:
+    """Stands in for the EMS client: the pushes the CPO made, as (method, the URL's last two parts)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    async def request(self, method: str, url: str, **_: object) -> SimpleNamespace:
+        self.calls.append((method, "/".join(url.split("/")[-2:])))
+        return SimpleNamespace(data=None)
+
+
 async def test_pulling_the_sessions_wait_on_the_sender_and_preferences_follow_the_pull() -> None:
     backend, _clock = cpo(mode="pull")
     backend.registration.endpoints = [
         {"identifier": "sessions", "role": "RECEIVER", "url": "http://scsp.test/sessions"}
     ]
-    backend.ems = object()  # type: ignore[assignment]  # registered: pushes would be queued
+    pushed = RecordingEms()
+    backend.ems = pushed  # type: ignore[assignment]  # registered: pushes go out
     for i, evse in enumerate(("ES*BCN*E0001", "ES*BCN*E0002", "ES*BCN*E0003"), start=1):
         backend.car_arrived(car(f"s{i}", evse, minutes=i), f"cp{i}-1", T0 + timedelta(minutes=i))
-    assert backend._outbox.empty()  # no Session PUT, no preferences yet
+    await backend.drain()
+    assert pushed.calls == []  # no Session PUT, no preferences yet
     app = make_app(backend)
     app.add_middleware(TrafficMiddleware, ledger=backend.ledger)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cpo.test") as http:
@@ -200,9 +214,11 @@ async def test_pulling_the_sessions_wait_on_the_sender_and_preferences_follow_th
         assert [s["id"] for s in first.json()["data"]] == ["s1", "s2"]
         assert first.headers["X-Total-Count"] == "3" and 'rel="next"' in first.headers["Link"]
         backend.send_due_preferences()
-        assert backend._outbox.qsize() == 2  # the two sessions pulled
+        await backend.drain()
+        assert pushed.calls == [("PUT", f"s{i}/charging_preferences") for i in (1, 2)]  # the two pulled
         nxt = first.headers["Link"].split(";")[0].strip("<>").replace("http://cpo.test", "")
         second = await http.get(nxt, headers=auth())
         assert [s["id"] for s in second.json()["data"]] == ["s3"]
     backend.send_due_preferences()
-    assert backend._outbox.qsize() == 3
+    await backend.drain()
+    assert pushed.calls[2:] == [("PUT", "s3/charging_preferences")]
