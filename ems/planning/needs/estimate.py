@@ -170,6 +170,8 @@ class PeriodSample:
     sent_limit_kw: float | None = None
     """The mean of our limits over the period had each profile held the moment we sent it
     (None: `limit_kw`)."""
+    sent_peak_kw: float | None = None
+    """The highest of those limits (None: `sent_limit_kw`)."""
 
 
 @dataclass(frozen=True)
@@ -302,10 +304,11 @@ def stopped_by_itself(periods: Sequence[PeriodSample], connector_max_kw: float, 
 
 
 def still_drawing_kw(periods: Sequence[PeriodSample], connector_max_kw: float) -> float:
-    """What the car drew in the latest period it was allowed to draw, if it drew all it was
-    allowed (within `SELF_LIMITED_RATIO` of `mean_allowed_kw`): a car that is full, or nearly
-    (tapering), draws less. Periods in which our limits held it at (nearly) nothing say nothing
-    and are skipped. 0 when no period shows it.
+    """The rate the car drew at in the latest period it was allowed to draw, if it drew all it
+    was allowed (within `SELF_LIMITED_RATIO` of `mean_allowed_kw`): a car that is full, or
+    nearly (tapering), draws less. Periods in which our limits held it at (nearly) nothing say
+    nothing and are skipped. 0 when no period shows it. The rate is what it drew, scaled up by
+    the highest of our limits over their mean: the rate while they let it draw.
 
     Against the mean, not the limit that held over most of the period (`allowed_kw`): a plan
     lands anywhere in a meter period, and a car that followed a profile raising it from 16.6 A
@@ -322,7 +325,13 @@ def still_drawing_kw(periods: Sequence[PeriodSample], connector_max_kw: float) -
             continue
         if period.power_kw < IDLE_POWER_KW or period.power_kw < SELF_LIMITED_RATIO * allowed:
             return 0.0
-        return period.power_kw
+        peak = period.sent_peak_kw
+        if peak is None or peak <= allowed:
+            return period.power_kw
+        # drawn while our limits let it: 0.7 kW over a quarter hour of which a profile let
+        # it draw 7.4 kW for a minute and a half is 7 kW while it could (raised by a tenth of
+        # that, the car never got back the half hour a plan on the boundary would have given)
+        return min(period.power_kw * min(peak, connector_max_kw) / allowed, connector_max_kw)
     return 0.0
 
 

@@ -131,8 +131,8 @@ def period_samples(
     sent = _LimitsSent(sorted(profiles, key=lambda p: p.sent_at), voltage_v, phases)  # stable
     samples = []
     for start, end, power, current in raw:
-        mean, held, as_sent = sent.limits_kw(start.timestamp(), end.timestamp())
-        samples.append(PeriodSample(start, end, power, current, mean, held, as_sent))
+        limits = sent.limits_kw(start.timestamp(), end.timestamp())
+        samples.append(PeriodSample(start, end, power, current, *limits))
     return samples
 
 
@@ -172,25 +172,27 @@ class _LimitsSent:
         limit = self.profiles[latest].limit(at_s)
         return None if limit is None else limit * self.kw_per_unit[latest]
 
-    def limits_kw(self, start_s: float, end_s: float) -> tuple[float | None, float | None, float | None]:
+    def limits_kw(
+        self, start_s: float, end_s: float
+    ) -> tuple[float | None, float | None, float | None, float | None]:
         """Of the lowest limit that may hold over [start_s, end_s) (`lowest_kw`): its mean,
-        and the highest one held over at least half the period; and the mean of the limits as
-        sent (`latest_kw`). Pieces where no profile of ours held are left out (the car's own
-        limit is higher); None if none did."""
+        and the highest one held over at least half the period; of the limits as sent
+        (`latest_kw`): their mean and the highest. Pieces where no profile of ours held are
+        left out (the car's own limit is higher); None if none did."""
         sent_s = self.sent_s
         latest = bisect.bisect_right(sent_s, start_s) - 1
         if end_s <= start_s:
-            lowest = self.lowest_kw(start_s)
-            return lowest, lowest, self.latest_kw(start_s)
+            lowest, as_sent = self.lowest_kw(start_s), self.latest_kw(start_s)
+            return lowest, lowest, as_sent, as_sent
         if latest + 1 == len(sent_s) or sent_s[latest + 1] >= end_s:  # nothing sent meanwhile
             if latest < 0:
-                return None, None, None
+                return None, None, None, None
             one = self.profiles[latest]
             if sent_s[latest] + self.settle_s <= start_s:
                 after = bisect.bisect_right(one.at_s, start_s)
                 if after == len(one.at_s) or one.at_s[after] >= end_s:  # one limit throughout
                     limit = one.limits[after - 1] * self.kw_per_unit[latest] if after > 0 else None
-                    return limit, limit, limit
+                    return limit, limit, limit, limit
         held = self._held_from(start_s)
         cuts = {start_s}
         for i in range(held.start, len(sent_s)):
@@ -203,11 +205,13 @@ class _LimitsSent:
         weighted = limited_s = 0.0
         longest: float | None = None
         sent_weighted = sent_s_total = 0.0
+        sent_peak: float | None = None
         for a, b in itertools.pairwise(bounds):
             as_sent = self.latest_kw(a)
             if as_sent is not None:
                 sent_weighted += as_sent * (b - a)
                 sent_s_total += b - a
+                sent_peak = as_sent if sent_peak is None else max(sent_peak, as_sent)
             limit = self.lowest_kw(a)
             if limit is None:
                 continue
@@ -217,4 +221,4 @@ class _LimitsSent:
                 longest = limit
         mean = weighted / limited_s if limited_s > 0.0 else None
         mean_as_sent = sent_weighted / sent_s_total if sent_s_total > 0.0 else None
-        return mean, longest if longest is not None else mean, mean_as_sent
+        return mean, longest if longest is not None else mean, mean_as_sent, sent_peak

@@ -476,9 +476,9 @@ def test_a_profile_period_starting_inside_a_meter_period_counts_for_its_share() 
 def test_a_car_that_drew_all_a_profile_changing_inside_the_period_let_it_is_still_drawing() -> None:
     """A plan lands anywhere in a meter period: 10 A for its first 7 minutes, 16 A after, and
     the car drew 13.2 A on average, all it was allowed. Its estimate met, it needs more, however
-    the 16 A that held over most of the period compares. A raise that held at once and a car
-    that drew 85 % of it is finishing: not raised (the 2 min a raise may take to settle would
-    have lowered the mean it is judged by)."""
+    the 16 A that held over most of the period compares, at the rate it drew while allowed. A
+    raise that held at once and a car that drew 85 % of it is finishing: not raised (the 2 min
+    a raise may take to settle would have lowered the mean it is judged by)."""
     two_limits = {
         "start_date_time": START.isoformat().replace("+00:00", "Z"),
         "charging_rate_unit": "A",
@@ -492,7 +492,18 @@ def test_a_car_that_drew_all_a_profile_changing_inside_the_period_let_it_is_stil
     assert samples[0].held_limit_kw == pytest.approx(three_phase_kw(16.0))
     need = estimate_need(inputs(delivered_kwh=15.0, periods=samples), end)
     assert need.energy_source == "still_drawing"
-    assert planned(need) == pytest.approx(three_phase_kw(mean_a) * 0.5)
+    # another half hour at the 16 A it drew while allowed, not at the period's mean
+    assert planned(need) == pytest.approx(three_phase_kw(16.0) * 0.5)
+    # on and off: 16 A for 3 minutes of the quarter hour (what a plan at 8:12 allows), drawn
+    on_off = {
+        **two_limits,
+        "charging_profile_period": [{"start_period": 0, "limit": 0.0}, {"start_period": 720, "limit": 16.0}],
+    }
+    period, end = metered(START, 15, three_phase_kw(16.0) * 3 / 15)
+    samples = period_samples([period], end, [SentProfile.of(START - timedelta(hours=1), on_off)], 230.0, 3)
+    need = estimate_need(inputs(delivered_kwh=15.0, periods=samples), end)
+    assert need.energy_source == "still_drawing"
+    assert planned(need) == pytest.approx(three_phase_kw(16.0) * 0.5)
 
     raise_profiles = [
         SentProfile.of(START - timedelta(hours=1), amps(6.0, START - timedelta(hours=1))),
