@@ -2,23 +2,23 @@
 
 Every SCSP gets its own CPO (`bench_cpo.backend.BenchCpo`, on its own port) and its own copy of
 the cars, and sees the same thing at the same simulated instants: registration, the Location,
-then, at each step boundary, the sessions that ended (last meter reading, COMPLETED), the ones
-that started (Session, then the driver's declared departure and energy as charging
-preferences) and a meter reading of every car plugged in. In pull mode the Sessions wait on the
-CPO's SENDER interface instead.
+then, at each step boundary, a meter reading of every car plugged in, the sessions that ended
+(last meter reading, COMPLETED) and the ones that started (Session, then the driver's declared
+departure and energy as charging preferences), each session's pushes in order and different
+sessions' side by side. In pull mode the Sessions wait on the CPO's SENDER interface instead.
 
 Time is the replay's (`ems replay`): steps of `step_s` aligned in the site's time zone over whole
 local days; an event inside a step is pushed at the next boundary; a car draws only in whole
-steps it is plugged in for, what the profile in force lets it over the step
+steps it is plugged in for, what the profiles in force let it over the step
 (`bench_cpo.backend.limit_over_kw`, `ems.replay.cars.draw`), up to its true energy and power.
-The profiles in force over step k are those that reached the bench by `t_k + response_window_s`,
-each from its own start on (the one before it holds until then): the SCSP has
-that long to answer a boundary's events, as the replay's planner answers them at the boundary
-(at 600x, a real quarter second of an SCSP's latency is 150 simulated seconds: counted from
-their arrival, profiles would measure the acceleration, not the SCSP). An answer later counts
-from the next step, and a session's first profile later than that is scored late. Only the
-steps from the first arrival to the last departure run in real time; the empty hours around
-them are empty for every SCSP.
+Those are the profiles that reached the bench by the step's end, each from its own start (the
+one before it holds until then). `response_window_s` is an SCSP's grace: a session's first
+profile that came within it of t_k holds from t_k, as the replay's planner answers a
+boundary's events at the boundary (at 600x, a real quarter second of an SCSP's latency is 150
+simulated seconds: counted from their arrival, profiles would measure the acceleration, not
+the SCSP), and no profile holds from earlier than the window before it came; a session's
+first profile later than that is scored late. Only the steps from the first arrival to the
+last departure run in real time; the empty hours around them are empty for every SCSP.
 """
 
 from __future__ import annotations
