@@ -14,14 +14,17 @@ driver's preferences, which OCPI cannot pull, go out once the SCSP has pulled th
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from ems.ocpi.datetimes import format_ocpi_datetime
+from ems.ocpi.datetimes import format_ocpi_datetime, parse_ocpi_datetime
 from ems.ocpi.schemas import ChargingProfile
+from ems.replay.cars import Car, allowed_kw
 from ems.replay.log import LoggedSession
 from examples.cpo_simulator.cpo import PROFILE_RESULT_TIMEOUT_S, CpoBackend
 from examples.cpo_simulator.limits import format_ocpp_time
@@ -99,13 +102,46 @@ class BenchCpo(CpoBackend):
         self._tx: dict[str, int] = {}
         self._meter_wh: dict[str, float] = {}
         self._preferences_due: dict[str, LoggedSession] = {}
+        self._last_push: dict[str, asyncio.Task[None]] = {}
+        self._pushes: set[asyncio.Task[None]] = set()
 
     # ---- pushes, or what a pulling SCSP finds -----------------------------------------------
 
     def enqueue(self, what: str, push: Callable[[], Awaitable[None]]) -> None:
+        """A push, after the ones before it of the same object and beside the others'.
+
+        The simulator's one FIFO sent a boundary's dozen Session PATCHes one round trip after
+        the other, and at 600x every real 40 ms an SCSP took over one was 24 simulated seconds:
+        the last meter values of a boundary, and a departure queued behind them, reached the
+        EMS 5 to 20 simulated minutes late, so its plans were made on data the replay's
+        planner has at the boundary. OCPI orders the pushes of one object (a Session's PUT
+        before its PATCHes), not those of different objects."""
         if self.mode == "pull" and what.startswith("session "):
             return  # pulled from the Sessions SENDER instead (preferences: `send_due_preferences`)
-        super().enqueue(what, push)
+        self._enqueue_in_order(what, push)
+
+    def _enqueue_in_order(self, what: str, push: Callable[[], Awaitable[None]]) -> None:
+        if not self.registered:
+            return
+        key = " ".join(what.split()[:2])  # the simulator names each push "KIND ID ACTION"
+        previous = self._last_push.get(key)
+        task = asyncio.get_running_loop().create_task(self._push_after(previous, what, push))
+        self._last_push[key] = task
+        self._pushes.add(task)
+        task.add_done_callback(self._pushes.discard)
+
+    async def _push_after(
+        self, previous: asyncio.Task[None] | None, what: str, push: Callable[[], Awaitable[None]]
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        await self.push_now(what, push)
+
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Wait until every push went out (used before stopping)."""
+        if self._pushes:
+            await asyncio.wait(set(self._pushes), timeout=timeout_s)
+        await super().drain(timeout_s)
 
     def send_due_preferences(self) -> None:
         """Pulling: the preferences of sessions the SCSP has now pulled (OCPI cannot pull them)."""
@@ -113,7 +149,7 @@ class BenchCpo(CpoBackend):
             log = self._preferences_due.pop(session_id)
             s = self.sessions.get(session_id)
             if s is not None and s.status == "ACTIVE":
-                super().enqueue(f"session {s.id} charging_preferences", self._put_preferences(s, log))
+                self._enqueue_in_order(f"session {s.id} charging_preferences", self._put_preferences(s, log))
 
     # ---- the cars, as a central system reports them -----------------------------------------
 
@@ -172,19 +208,25 @@ class BenchCpo(CpoBackend):
         )
 
     def cancel_tasks(self) -> None:
-        """Stop the result callbacks still in flight (the bench is over)."""
-        for task in list(self._tasks):
+        """Stop the result callbacks and pushes still in flight (the bench is over)."""
+        for task in [*self._tasks, *self._pushes]:
             task.cancel()
 
     # ---- chargingprofiles Receiver ----------------------------------------------------------
 
     def profile_in_force(self, session_id: str, at: datetime) -> dict[str, Any] | None:
         """The last profile of the session that reached the bench at or before `at`."""
-        chosen: dict[str, Any] | None = None
+        received = self.profiles_in_force(session_id, at)
+        return received[-1].profile if received else None
+
+    def profiles_in_force(self, session_id: str, at: datetime) -> list[ReceivedProfile]:
+        """The profiles of the session that reached the bench at or before `at` since it was
+        last cleared, in the order they came (`limit_over_kw` reads them)."""
+        chosen: list[ReceivedProfile] = []
         for received in self.in_force.get(session_id, ()):
             if received.at > at:
                 break
-            chosen = received.profile
+            chosen = [*chosen, received] if received.profile is not None else []
         return chosen
 
     def _record(self, session_id: str, profile: dict[str, Any] | None) -> None:
@@ -222,6 +264,47 @@ class BenchCpo(CpoBackend):
         self._record(session_id, None)
         self.spawn(self._post_result(response_url, {"result": "ACCEPTED"}, "ClearProfileResult"))
         return {"result": "ACCEPTED", "timeout": PROFILE_RESULT_TIMEOUT_S}
+
+
+def limit_over_kw(
+    car: Car,
+    received: Sequence[ReceivedProfile],
+    t0: datetime,
+    t1: datetime,
+    voltage_v: float,
+    response_window_s: float,
+) -> float:
+    """Mean power the car may draw over [t0, t1) under the profiles that reached the bench by
+    then (`profiles_in_force`), in the order they came: each from its own start, but from no
+    earlier than `response_window_s` before it came, until a later one's. Before the first of
+    them, if it came within `response_window_s` of t0, its own limits from t0 on (the SCSP
+    answered the step's events in time, as the replay's planner does at the step); else
+    nothing but the car's own maximum.
+
+    A profile starting minutes into the step does not undo the one before it over those
+    minutes: the car drew under the old limit until the new one began, as a charge point does
+    and as the SCSP judges the meter values it is sent. Read from the step's start, a plan made
+    at 10:35 that cut a car to 0 had it draw nothing from 10:30, where its old profile let it
+    draw 16 A: the EMS, seeing 0 kW under 16 A, took the car for full (the office's June day:
+    one left with 4.1 of 8.4 kWh). Nor does a profile that came after the window wait for the
+    next step: it holds from its start, as the SCSP that sent it takes it to."""
+    if not received:
+        return allowed_kw(car, None, t0, t1, voltage_v)
+    window = timedelta(seconds=response_window_s)
+    effective = []
+    for r in received:
+        assert r.profile is not None  # `profiles_in_force` leaves out what a DELETE undid
+        effective.append(max(parse_ocpi_datetime(r.profile["start_date_time"]), r.at - window))
+    first = min(range(len(received)), key=lambda i: effective[i])
+    if effective[first] > t0 and received[first].at <= t0 + window:
+        effective[first] = t0
+    cuts = sorted({t0, t1, *(e for e in effective if t0 < e < t1)})
+    weighted = 0.0
+    for a, b in itertools.pairwise(cuts):
+        holders = [i for i, e in enumerate(effective) if e <= a]
+        profile = received[max(holders)].profile if holders else None
+        weighted += allowed_kw(car, profile, a, b, voltage_v) * (b - a).total_seconds()
+    return weighted / (t1 - t0).total_seconds()
 
 
 UNLIMITED = 1e9

@@ -2,22 +2,23 @@
 
 Every SCSP gets its own CPO (`bench_cpo.backend.BenchCpo`, on its own port) and its own copy of
 the cars, and sees the same thing at the same simulated instants: registration, the Location,
-then, at each step boundary, the sessions that ended (last meter reading, COMPLETED), the ones
-that started (Session, then the driver's declared departure and energy as charging
-preferences) and a meter reading of every car plugged in. In pull mode the Sessions wait on the
-CPO's SENDER interface instead.
+then, at each step boundary, a meter reading of every car plugged in, the sessions that ended
+(last meter reading, COMPLETED) and the ones that started (Session, then the driver's declared
+departure and energy as charging preferences), each session's pushes in order and different
+sessions' side by side. In pull mode the Sessions wait on the CPO's SENDER interface instead.
 
 Time is the replay's (`ems replay`): steps of `step_s` aligned in the site's time zone over whole
 local days; an event inside a step is pushed at the next boundary; a car draws only in whole
-steps it is plugged in for, what the profile in force lets it over the step
-(`ems.replay.cars.allowed_kw`, `draw`), up to its true energy and power. The profile in force
-over step k is the last one that reached the bench by `t_k + response_window_s`: the SCSP has
-that long to answer a boundary's events, as the replay's planner answers them at the boundary
-(at 600x, a real quarter second of an SCSP's latency is 150 simulated seconds: counted from
-their arrival, profiles would measure the acceleration, not the SCSP). An answer later counts
-from the next step, and a session's first profile later than that is scored late. Only the
-steps from the first arrival to the last departure run in real time; the empty hours around
-them are empty for every SCSP.
+steps it is plugged in for, what the profiles in force let it over the step
+(`bench_cpo.backend.limit_over_kw`, `ems.replay.cars.draw`), up to its true energy and power.
+Those are the profiles that reached the bench by the step's end, each from its own start (the
+one before it holds until then). `response_window_s` is an SCSP's grace: a session's first
+profile that came within it of t_k holds from t_k, as the replay's planner answers a
+boundary's events at the boundary (at 600x, a real quarter second of an SCSP's latency is 150
+simulated seconds: counted from their arrival, profiles would measure the acceleration, not
+the SCSP), and no profile holds from earlier than the window before it came; a session's
+first profile later than that is scored late. Only the steps from the first arrival to the
+last departure run in real time; the empty hours around them are empty for every SCSP.
 """
 
 from __future__ import annotations
@@ -35,11 +36,11 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from bench_cpo.backend import BenchCpo
+from bench_cpo.backend import BenchCpo, limit_over_kw
 from bench_cpo.scsp import ScspSpec, SharedClock, StartedEms, free_port
 from bench_cpo.traffic import TrafficMiddleware
 from ems.core.clock import ScaledClock
-from ems.replay.cars import Car, allowed_kw, count_setpoint_change, draw, placed_cars, step_index
+from ems.replay.cars import Car, count_setpoint_change, draw, placed_cars, step_index
 from ems.replay.log import LoggedSession
 from ems.replay.result import ReplayConfig, ReplayResult, measured_result
 from ems.replay.series import actual_steps
@@ -335,34 +336,30 @@ class Bench:
         """Step k of every SCSP's cars, under the profiles in force (see the module docstring)."""
         t0, t1 = self.t(k), self.t(k + 1)
         step_h = self.config.step_s / 3600.0
-        deadline = t0 + timedelta(seconds=self.config.response_window_s)
+        window_s = self.config.response_window_s
         voltage_v = self.config.site.phase_voltage_v
         for run in self.runs:
             for car in run.cars:
                 if not car.draw_start <= k < car.draw_end:
                     continue
-                profile = run.backend.profile_in_force(car.log.session_id, deadline)
-                limit_kw = allowed_kw(car, profile, t0, t1, voltage_v)
+                received = run.backend.profiles_in_force(car.log.session_id, t1)
+                limit_kw = limit_over_kw(car, received, t0, t1, voltage_v, window_s)
                 power_kw = draw(car, limit_kw, step_h)
                 run.setpoint_changes += count_setpoint_change(run.last_limit_kw, car.index, limit_kw)
                 run.power_kw[car.index, k] = power_kw
                 run.energy_kwh[car.index] = run.energy_kwh.get(car.index, 0.0) + power_kw * step_h
 
     def _push(self, k: int) -> None:
-        """What the CPO tells each SCSP at boundary k: who left, who came, every meter."""
+        """What the CPO tells each SCSP at boundary k: every meter, then who left, who came.
+
+        The meters first: a plan that a departure or an arrival starts then sees the step's
+        meter values, as the replay's planner does at the step. Pushed after them, the plan a
+        session's start set off read some cars' energies a step old."""
         t = self.t(k)
         leaving = set(self.leavings.get(k, ()))
         arriving = set(self.arrivals.get(k, ()))
         for run in self.runs:
             backend = run.backend
-            for car in run.cars:
-                if car.index in leaving:
-                    backend.car_left(
-                        car.log.session_id, car.log.departure, run.energy_kwh.get(car.index, 0.0)
-                    )
-            for car in run.cars:
-                if car.index in arriving and car.index not in leaving:
-                    backend.car_arrived(car.log, car.connector.id, t)
             for car in run.cars:
                 arrived = step_index(car.log.arrival, self.start, self.config.step_s, up=True)
                 left = step_index(car.log.departure, self.start, self.config.step_s, up=True)
@@ -375,6 +372,14 @@ class Bench:
                         run.energy_kwh.get(car.index, 0.0),
                         _phase_currents(self.config.site, car, power_kw),
                     )
+            for car in run.cars:
+                if car.index in leaving:
+                    backend.car_left(
+                        car.log.session_id, car.log.departure, run.energy_kwh.get(car.index, 0.0)
+                    )
+            for car in run.cars:
+                if car.index in arriving and car.index not in leaving:
+                    backend.car_arrived(car.log, car.connector.id, t)
             if backend.mode == "pull":
                 backend.send_due_preferences()
 

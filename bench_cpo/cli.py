@@ -92,7 +92,7 @@ def parser() -> argparse.ArgumentParser:
         "--response-window-s",
         type=float,
         default=300.0,
-        help="simulated s an SCSP has to answer a step's events for its profile to count from it",
+        help="simulated s of grace for an SCSP's latency: a first profile within it holds from the step",
     )
     p.add_argument("--replan-min", type=int, default=60, help="started SCSPs re-plan this often (simulated)")
     p.add_argument(

@@ -63,6 +63,7 @@ from ems.planning.needs import (
     learned_defaults,
     load_stored_inputs,
     period_samples,
+    read_until,
     site_past_sessions,
 )
 from ems.planning.snapshot import PlannedSession, Snapshot, next_window_end, site_defaults, solve_options
@@ -449,6 +450,7 @@ class Planner:
         now: datetime,
     ) -> Need:
         phases = len(connector.phases)
+        periods = stored.periods[row.id]
         inputs = NeedInputs(
             start=row.start_date_time,
             delivered_kwh=row.kwh,
@@ -457,7 +459,11 @@ class Planner:
             phase_voltage_v=site.phase_voltage_v,
             preference=stored.preferences[row.id],
             periods=period_samples(
-                stored.periods[row.id], now, stored.profiles[row.id], site.phase_voltage_v, phases
+                periods,
+                read_until(periods, row.last_updated, now),
+                stored.profiles[row.id],
+                site.phase_voltage_v,
+                phases,
             ),
             history=stored.history[row.id],
             defaults=defaults,

@@ -320,16 +320,21 @@ class CpoBackend:
         while True:
             what, push = await self._outbox.get()
             try:
-                await push()
-                self.state.count("pushes_ok")
-            except OcpiCallError as exc:
-                LOG.warning("push %s failed: %s", what, exc)
-                self.state.event("push_failed", {"what": what, "why": str(exc)})
-            except Exception as exc:  # keep the worker alive whatever one push does
-                LOG.exception("push %s crashed", what)
-                self.state.event("push_failed", {"what": what, "why": repr(exc)})
+                await self.push_now(what, push)
             finally:
                 self._outbox.task_done()
+
+    async def push_now(self, what: str, push: Callable[[], Awaitable[None]]) -> None:
+        """One push, its failure logged and counted, never raised (OCPI does not queue)."""
+        try:
+            await push()
+            self.state.count("pushes_ok")
+        except OcpiCallError as exc:
+            LOG.warning("push %s failed: %s", what, exc)
+            self.state.event("push_failed", {"what": what, "why": str(exc)})
+        except Exception as exc:  # keep the worker alive whatever one push does
+            LOG.exception("push %s crashed", what)
+            self.state.event("push_failed", {"what": what, "why": repr(exc)})
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """Wait until every queued push went out (used before stopping)."""

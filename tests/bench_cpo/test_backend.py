@@ -7,11 +7,12 @@ import base64
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
-from bench_cpo.backend import UNLIMITED, BenchCpo
+from bench_cpo.backend import UNLIMITED, BenchCpo, limit_over_kw
 from bench_cpo.traffic import TrafficMiddleware
 from ems.core.clock import ManualClock
 from ems.replay.cars import allowed_kw, placed_cars
@@ -116,6 +117,46 @@ async def test_after_its_duration_a_profile_limits_nothing(
     assert allowed_kw(cars[0], profile, later, later + timedelta(minutes=15), 230.0) == cars[0].pmax_kw
 
 
+async def test_a_profile_starting_inside_a_step_leaves_the_one_before_it_until_then(
+    bench: tuple[BenchCpo, ManualClock, httpx.AsyncClient],
+) -> None:
+    """10 A from 8:00; a plan at 8:05 cuts the car to 0 from 8:05. Over the step from 8:00 the
+    car drew 10 A for five minutes, as a charge point applies it and as the SCSP will read the
+    meter values: not 0 A from 8:00. The first profile, come within the response window, holds
+    from the step's start (an answer to the step's events); one that came later holds from its
+    start, but not from earlier than the window before it came; a DELETE clears them all."""
+    backend, clock, http = bench
+    put = f"{BASE}/chargingprofiles/s1"
+    step = (T0, T0 + timedelta(minutes=15))
+    [parked] = placed_cars(SITE, [car("s1", "ES*BCN*E0001")], 900)[2]
+
+    def limit_kw(at: datetime, window_s: float = 300.0) -> float:
+        return limit_over_kw(parked, backend.profiles_in_force("s1", at), *step, 230.0, window_s)
+
+    clock.set(T0 + timedelta(minutes=1))
+    body = set_profile(10.0, start="2026-06-02T08:01:00Z")
+    assert (await http.put(put, json=body, headers=auth())).is_success
+    assert limit_kw(step[1]) == pytest.approx(2.3)  # from 8:00: it answered in time
+    assert limit_kw(step[1], window_s=30.0) == pytest.approx(parked.pmax_kw / 15 + 2.3 * 14 / 15)
+    clock.set(T0 + timedelta(minutes=5))
+    body = set_profile(0.0, start="2026-06-02T08:05:00Z")
+    assert (await http.put(put, json=body, headers=auth())).is_success
+    assert len(backend.profiles_in_force("s1", step[1])) == 2
+    assert backend.profile_in_force("s1", step[1]) == backend.profiles_in_force("s1", step[1])[-1].profile
+    assert limit_kw(step[1]) == pytest.approx(2.3 * 5 / 15)
+    assert limit_kw(T0 + timedelta(minutes=4)) == pytest.approx(2.3)  # what had come by 8:04
+    # sent at 8:12 for 8:05: it holds from 8:07, the window (5 min) before it came
+    clock.set(T0 + timedelta(minutes=12))
+    body = set_profile(16.0, start="2026-06-02T08:05:00Z")
+    assert (await http.put(put, json=body, headers=auth())).is_success
+    assert limit_kw(step[1]) == pytest.approx((2.3 * 5 + 0.0 * 2 + 3.68 * 8) / 15)
+    clock.set(T0 + timedelta(minutes=13))
+    cleared = await http.delete(put, params={"response_url": "http://scsp.test/cb/2"}, headers=auth())
+    assert cleared.json()["data"]["result"] == "ACCEPTED"
+    assert backend.profiles_in_force("s1", step[1]) == []
+    assert limit_kw(step[1]) == parked.pmax_kw
+
+
 async def test_garbage_unknown_sessions_and_wrong_tokens_are_counted(
     bench: tuple[BenchCpo, ManualClock, httpx.AsyncClient],
 ) -> None:
@@ -142,15 +183,28 @@ async def test_garbage_unknown_sessions_and_wrong_tokens_are_counted(
     assert not ledger.accepted and ledger.requests == 4
 
 
+class RecordingEms:
+    """Stands in for the EMS client: the pushes the CPO made, as (method, the URL's last two parts)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    async def request(self, method: str, url: str, **_: object) -> SimpleNamespace:
+        self.calls.append((method, "/".join(url.split("/")[-2:])))
+        return SimpleNamespace(data=None)
+
+
 async def test_pulling_the_sessions_wait_on_the_sender_and_preferences_follow_the_pull() -> None:
     backend, _clock = cpo(mode="pull")
     backend.registration.endpoints = [
         {"identifier": "sessions", "role": "RECEIVER", "url": "http://scsp.test/sessions"}
     ]
-    backend.ems = object()  # type: ignore[assignment]  # registered: pushes would be queued
+    pushed = RecordingEms()
+    backend.ems = pushed  # type: ignore[assignment]  # registered: pushes go out
     for i, evse in enumerate(("ES*BCN*E0001", "ES*BCN*E0002", "ES*BCN*E0003"), start=1):
         backend.car_arrived(car(f"s{i}", evse, minutes=i), f"cp{i}-1", T0 + timedelta(minutes=i))
-    assert backend._outbox.empty()  # no Session PUT, no preferences yet
+    await backend.drain()
+    assert pushed.calls == []  # no Session PUT, no preferences yet
     app = make_app(backend)
     app.add_middleware(TrafficMiddleware, ledger=backend.ledger)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cpo.test") as http:
@@ -160,9 +214,11 @@ async def test_pulling_the_sessions_wait_on_the_sender_and_preferences_follow_th
         assert [s["id"] for s in first.json()["data"]] == ["s1", "s2"]
         assert first.headers["X-Total-Count"] == "3" and 'rel="next"' in first.headers["Link"]
         backend.send_due_preferences()
-        assert backend._outbox.qsize() == 2  # the two sessions pulled
+        await backend.drain()
+        assert pushed.calls == [("PUT", f"s{i}/charging_preferences") for i in (1, 2)]  # the two pulled
         nxt = first.headers["Link"].split(";")[0].strip("<>").replace("http://cpo.test", "")
         second = await http.get(nxt, headers=auth())
         assert [s["id"] for s in second.json()["data"]] == ["s3"]
     backend.send_due_preferences()
-    assert backend._outbox.qsize() == 3
+    await backend.drain()
+    assert pushed.calls[2:] == [("PUT", "s3/charging_preferences")]

@@ -1,12 +1,21 @@
 """`ems scsp-bench` end to end: the bench process against real SCSPs on 127.0.0.1.
 
 1. This EMS planning `optimized` against this EMS planning `uncontrolled`, each `ems serve` on a
-   fresh database, on a June day of the office site: the bench ranks them as `ems replay` does,
-   finds the uncontrolled one's replay KPIs within 2 % and counts its overloads per phase. The
-   optimized one is held to the replay less tightly: a live plan lands a few simulated minutes
-   into a step (more on a loaded machine), and the needs estimate of a car that declared nothing
-   follows the plans' timing (s00014 got 15-16.3 kWh of its 19.28 in two of three runs, all of
-   it in the replay), so its energies came within 1 % in one run and 3.5-6 % in the others.
+   fresh database, on a June day of the office site, both re-planning every 15 min as the server
+   does by default and as the replay is told to: the bench ranks them as `ems replay` does and
+   counts the uncontrolled one's overloads per phase. Within 2 % of the replay: every KPI of the
+   uncontrolled one; of the optimized one, what its drivers got (energy delivered, unmet, zero-
+   energy sessions, violations) and the energies asked and of PV. Its grid import, cost, PV
+   shares and peak are held within a tenth of the way from the replay's figure to the
+   uncontrolled one's, and its Jain index not at all, for one car: s00022 declared 2 kWh and no
+   departure, leaves three hours before the site's default stay says, and its energy is PV-only
+   extra until after it left; whether a plan puts some of it before is a tie between cars that
+   the plans' timing decides (1.035 kWh in the replay re-planning every 15 min, 0 hourly; 0, 0 and
+   2.06 kWh on three runs of the bench). Measured over those three runs at 600x: every other
+   KPI within 2 % in the two where it got nothing (grid -0.8 and +0.2 %, cost -1.8 and +0.5 %,
+   EV PV share +0.4 and -0.3 %, peak equal; Jain 0.917 against 0.978); in the third its 2 kWh
+   came partly from the grid (grid and cost +5 %, EV PV share -3.2 %, Jain +2.2 %), 4.1 % of the
+   way to the uncontrolled one's.
 2. A single-line SCSP (tests/bench_cpo/single_line_scsp.py) that splits the site's kW across the
    cars, blind to phases, is caught overloading a phase of the public car park's feeder.
 """
@@ -39,6 +48,8 @@ CARPARK = REPO / "examples/sites/public-carpark.json"
 CARPARK_LOG = REPO / "examples/logs/public-carpark-2026-06.csv"
 DAY = "2026-06-02"
 BENCH_TIMEOUT_S = 240
+REPLAN_MIN = 15
+"""The server's default re-plan interval (`EMS_PLAN_INTERVAL_S`, 900 s); the replay's is 60 min."""
 
 # Within 2 % of the replay: each figure relative to itself, energies also to the energy asked
 # (an unmet 0.0 kWh cannot be matched "within 2 %" of itself otherwise), counts to ±1 or 2 %.
@@ -83,13 +94,17 @@ def close(bench_value: float | None, replay_value: float | None, scale: float) -
     return abs(bench_value - replay_value) <= 0.02 * max(abs(replay_value), scale) + 1e-9
 
 
+def _scale(key: str, requested_kwh: float) -> float:
+    return requested_kwh if key in ENERGY_KPIS else (50.0 if key in COUNT_KPIS else 0.0)
+
+
 def test_the_bench_ranks_two_ems_strategies_as_the_replay_does(tmp_path: Path) -> None:
     log = one_day(OFFICE_LOG, DAY, tmp_path / "office-day.csv")
     out = tmp_path / "out"
     summary = bench(
         "--site", str(OFFICE), "--sessions", str(log), "--series", str(OFFICE_SERIES),
-        "--scsp", "opt=ems:optimized", "--scsp", "unc=ems:uncontrolled",
-        "--speed", "600", "--response-window-s", "450", "--setup-s", "12", "--out", str(out),
+        "--scsp", "opt=ems:optimized", "--scsp", "unc=ems:uncontrolled", "--replan-min", str(REPLAN_MIN),
+        "--speed", "600", "--response-window-s", "600", "--setup-s", "12", "--out", str(out),
         cwd=tmp_path,
     )  # fmt: skip
     scores = json.loads((out / "scores.json").read_text())["scsps"]
@@ -97,27 +112,33 @@ def test_the_bench_ranks_two_ems_strategies_as_the_replay_does(tmp_path: Path) -
 
     site, sessions, series = load_site(OFFICE), read_session_log(log), read_series(OFFICE_SERIES)
     replayed = {
-        name: result_kpis(replay(site, sessions, series, ReplayConfig(strategy=strategy)))
+        name: result_kpis(
+            replay(site, sessions, series, ReplayConfig(strategy=strategy, replan_s=REPLAN_MIN * 60))
+        )
         for name, strategy in (("opt", "optimized"), ("unc", "uncontrolled"))
     }
     assert summary["ranking"] == ranking(replayed) == ["opt", "unc"]
-    got, expected = scores["unc"]["kpis"], replayed["unc"]
-    requested = expected["energy_requested_kwh"]
-    wrong = {
-        key: (got[key], expected[key])
-        for key in (*ENERGY_KPIS, *RATIO_KPIS, *OTHER_KPIS, *COUNT_KPIS)
-        if not close(
-            got[key],
-            expected[key],
-            requested if key in ENERGY_KPIS else (50.0 if key in COUNT_KPIS else 0.0),
-        )
+    requested = replayed["unc"]["energy_requested_kwh"]
+    timing = ("grid_import_kwh", "cost_eur", "pv_self_consumption_ratio", "ev_pv_share_ratio", "grid_peak_kw")
+    every = (*ENERGY_KPIS, *RATIO_KPIS, *OTHER_KPIS, *COUNT_KPIS)
+    for name, keys in (
+        ("unc", every),
+        ("opt", [k for k in every if k not in (*timing, "delivered_ratio_jain")]),
+    ):
+        got, expected = scores[name]["kpis"], replayed[name]
+        wrong = {
+            key: (got[key], expected[key])
+            for key in keys
+            if not close(got[key], expected[key], _scale(key, requested))
+        }
+        assert not wrong, (name, wrong)
+    got, expected, unc = scores["opt"]["kpis"], replayed["opt"], replayed["unc"]
+    far = {
+        key: (got[key], expected[key], unc[key])
+        for key in timing
+        if abs(got[key] - expected[key]) > 0.1 * abs(expected[key] - unc[key])
     }
-    assert not wrong, wrong
-    got, expected = scores["opt"]["kpis"], replayed["opt"]
-    assert got["protection_violations"] == expected["protection_violations"] == 0
-    assert got["energy_delivered_kwh"] >= 0.9 * expected["energy_delivered_kwh"]
-    for key in ("grid_import_kwh", "ev_pv_share_ratio"):  # far from the uncontrolled one's
-        assert abs(got[key] - expected[key]) < 0.25 * abs(expected[key] - replayed["unc"][key]), key
+    assert not far, far
 
     # The uncontrolled one overloads, and the bench says on which protection and phase.
     by_phase = scores["unc"]["protection_violations_by_phase"]
@@ -142,7 +163,7 @@ def test_a_single_line_scsp_is_caught_overloading_a_phase(tmp_path: Path) -> Non
         bench(
             "--site", str(CARPARK), "--sessions", str(log),
             "--scsp", f"single-line={server.url}/ocpi/versions", "--token-a", f"single-line={scsp.token_a}",
-            "--speed", "3000", "--setup-s", "3", "--out", str(tmp_path / "out"),
+            "--speed", "6000", "--setup-s", "3", "--out", str(tmp_path / "out"),
             cwd=tmp_path,
         )  # fmt: skip
     scores = json.loads((tmp_path / "out" / "scores.json").read_text())["scsps"]["single-line"]

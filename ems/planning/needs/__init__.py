@@ -48,7 +48,14 @@ from ems.planning.needs.estimate import (
     stopped_by_itself,
     upper_energy_kwh,
 )
-from ems.planning.needs.evidence import PROFILE_SETTLE, SentProfile, StoredPeriod, _dimension, period_samples
+from ems.planning.needs.evidence import (
+    PROFILE_SETTLE,
+    SentProfile,
+    StoredPeriod,
+    _dimension,
+    period_samples,
+    read_until,
+)
 from ems.store.models import ChargingPeriod, ChargingPreference, ChargingSession, Partner, ProfileRequest
 
 __all__ = [
@@ -90,6 +97,7 @@ __all__ = [
     "max_drawn_kw",
     "parse_meter_id_preferences",
     "period_samples",
+    "read_until",
     "site_past_sessions",
     "stopped_by_itself",
     "upper_energy_kwh",

@@ -23,6 +23,7 @@ from ems.planning.needs import (
     learned_max_power_kw,
     parse_meter_id_preferences,
     period_samples,
+    read_until,
     stopped_by_itself,
 )
 from ems.store.models import ChargingPeriod
@@ -470,3 +471,69 @@ def test_a_profile_period_starting_inside_a_meter_period_counts_for_its_share() 
     # a car under a limit of 0 shows no maximum of its own, whatever it draws
     at_zero = [PeriodSample(START, START + timedelta(minutes=15), 3.0, 4.3, 0.0)] * 2
     assert learned_max_power_kw(at_zero, 22.08) is None
+
+
+def test_a_car_that_drew_all_a_profile_changing_inside_the_period_let_it_is_still_drawing() -> None:
+    """A plan lands anywhere in a meter period: 10 A for its first 7 minutes, 16 A after, and
+    the car drew 13.2 A on average, all it was allowed. Its estimate met, it needs more, however
+    the 16 A that held over most of the period compares, at the rate it drew while allowed. A
+    raise that held at once and a car that drew 85 % of it is finishing: not raised (the 2 min
+    a raise may take to settle would have lowered the mean it is judged by)."""
+    two_limits = {
+        "start_date_time": START.isoformat().replace("+00:00", "Z"),
+        "charging_rate_unit": "A",
+        "charging_profile_period": [{"start_period": 0, "limit": 10.0}, {"start_period": 420, "limit": 16.0}],
+    }
+    mean_a = (7 * 10.0 + 8 * 16.0) / 15
+    period, end = metered(START, 15, three_phase_kw(mean_a))
+    samples = period_samples(
+        [period], end, [SentProfile.of(START - timedelta(hours=1), two_limits)], 230.0, 3
+    )
+    assert samples[0].held_limit_kw == pytest.approx(three_phase_kw(16.0))
+    need = estimate_need(inputs(delivered_kwh=15.0, periods=samples), end)
+    assert need.energy_source == "still_drawing"
+    # another half hour at the 16 A it drew while allowed, not at the period's mean
+    assert planned(need) == pytest.approx(three_phase_kw(16.0) * 0.5)
+    # on and off: 16 A for 3 minutes of the quarter hour (what a plan at 8:12 allows), drawn
+    on_off = {
+        **two_limits,
+        "charging_profile_period": [{"start_period": 0, "limit": 0.0}, {"start_period": 720, "limit": 16.0}],
+    }
+    period, end = metered(START, 15, three_phase_kw(16.0) * 3 / 15)
+    samples = period_samples([period], end, [SentProfile.of(START - timedelta(hours=1), on_off)], 230.0, 3)
+    need = estimate_need(inputs(delivered_kwh=15.0, periods=samples), end)
+    assert need.energy_source == "still_drawing"
+    assert planned(need) == pytest.approx(three_phase_kw(16.0) * 0.5)
+
+    raise_profiles = [
+        SentProfile.of(START - timedelta(hours=1), amps(6.0, START - timedelta(hours=1))),
+        SentProfile.of(START, amps(16.0, START)),
+    ]
+    finishing, end = metered(START, 15, three_phase_kw(0.85 * 16.0))
+    samples = period_samples([finishing], end, raise_profiles, 230.0, 3)
+    assert samples[0].limit_kw is not None and samples[0].limit_kw < three_phase_kw(0.85 * 16.0) / 0.9
+    need = estimate_need(inputs(delivered_kwh=15.0, periods=samples), end)
+    assert need.energy_source == "site_default" and planned(need) == 0.0
+
+
+def test_the_latest_period_is_judged_until_the_cpo_read_it_not_until_now() -> None:
+    """Read at 8:15, the quarter hour from 8:00 drew nothing while our profile held the car at
+    0 A. The profile lets it draw 16 A from 8:15 on: a plan at 8:30 that stretched the period
+    to 8:30 found the car "full" (16 A over half of it, nothing drawn)."""
+    profile = {
+        "start_date_time": START.isoformat().replace("+00:00", "Z"),
+        "charging_rate_unit": "A",
+        "charging_profile_period": [{"start_period": 0, "limit": 0.0}, {"start_period": 900, "limit": 16.0}],
+    }
+    sent = [SentProfile.of(START - timedelta(minutes=30), profile)]
+    period, read_at = metered(START, 15, 0.0)
+    now = START + timedelta(minutes=30)
+    assert read_until([period], read_at, now) == read_at
+    samples = period_samples([period], read_until([period], read_at, now), sent, 230.0, 3)
+    assert (samples[0].end, samples[0].limit_kw) == (read_at, 0.0)
+    min_kw = three_phase_kw(6.0)
+    assert not stopped_by_itself(samples, 22.08, min_kw)
+    assert stopped_by_itself(period_samples([period], now, sent, 230.0, 3), 22.08, min_kw)
+    # a CPO that sends a period as it begins (updated at its start, or before): read until now
+    assert read_until([period], START, now) == now
+    assert read_until([], read_at, now) == now

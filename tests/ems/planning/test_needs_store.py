@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from pytest import MonkeyPatch
 from sqlalchemy import select
 
+from ems import sites
 from ems.core.config import Settings
 from ems.core.context import EmsContext
 from ems.ocpi.partners import Caller
@@ -14,10 +18,13 @@ from ems.ocpi.schemas import ChargingPreferences, Session, SessionPatch
 from ems.ocpi.sessions import patch_session, put_charging_preferences, put_session
 from ems.planning import needs
 from ems.planning.needs import Preference, load_stored_inputs
+from ems.planning.planner import Planner
 from ems.store.db import transaction
-from ems.store.models import ChargingPreference, ChargingSession, Partner
+from ems.store.models import ChargingPreference, ChargingSession, Partner, ProfileRequest
 from tests.conftest import add_registered_partner
 from tests.support.ocpi_objects import charging_period, session
+
+OFFICE = Path(__file__).resolve().parents[3] / "examples" / "sites" / "office-pv.json"
 
 
 def test_history_preferences_and_meter_id(database_url: str) -> None:
@@ -179,3 +186,64 @@ def test_a_site_past_sessions_are_its_completed_ones_that_drew(database_url: str
         tzinfo=None
     )
     ctx.close()
+
+
+def test_the_planner_judges_the_latest_period_until_the_cpo_read_it(database_url: str) -> None:
+    """The CPO read the quarter hour from 8:00 at 8:15 (its `last_updated`): nothing drawn, our
+    profile holding the car at 0 A until 8:15 and at 16 A after. A plan at 8:30 judges that
+    period until 8:15, not until 8:30: the car is not taken for full, its declared need stays."""
+    ctx = EmsContext.create(Settings(database_url=database_url))
+    sites.import_site(ctx, json.loads(OFFICE.read_text()))
+    add_registered_partner(ctx)
+    with ctx.db() as db:
+        partner = db.get(Partner, 1)
+        assert partner is not None
+        caller = Caller.of(partner, with_token_a=False)
+    day = datetime(2026, 6, 1, 8, tzinfo=UTC)
+
+    def at(minutes: int) -> str:
+        return (day + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    put_session(ctx, caller, "NL", "CPO", "s1", Session.model_validate(session(
+        "s1", start_date_time=at(0), last_updated=at(0), evse_uid="FR*INE*E0001"
+    )))  # fmt: skip
+    put_charging_preferences(
+        ctx,
+        caller,
+        "NL",
+        "CPO",
+        "s1",
+        ChargingPreferences.model_validate(
+            {"profile_type": "REGULAR", "energy_need": 10, "departure_time": at(600)}
+        ),
+        now=day,
+    )
+    with transaction(ctx.db) as db:
+        pk = db.scalars(select(ChargingSession.id).where(ChargingSession.session_id == "s1")).one()
+        db.add(
+            ProfileRequest(
+                request_id="r1",
+                partner_id=1,
+                session_pk=pk,
+                session_id="s1",
+                kind="set",
+                sent_at=day - timedelta(minutes=1),
+                response_result="ACCEPTED",
+                charging_profile={
+                    "start_date_time": at(0),
+                    "charging_rate_unit": "A",
+                    "charging_profile_period": [
+                        {"start_period": 0, "limit": 0.0},
+                        {"start_period": 900, "limit": 16.0},
+                    ],
+                },
+            )
+        )
+    idle = charging_period(at(0), 0.0) | {"dimensions": [{"type": "POWER", "volume": 0.0}]}
+    patch_session(ctx, caller, "NL", "CPO", "s1", SessionPatch.model_validate(
+        {"kwh": 0.0, "charging_periods": [idle], "last_updated": at(15)}
+    ))  # fmt: skip
+
+    [planned] = Planner(ctx).snapshot("office-pv", day + timedelta(minutes=30)).sessions
+    assert planned.need.energy_source == "declared"
+    assert planned.need.energy_needed_kwh + planned.need.energy_extra_kwh == pytest.approx(12.5)
