@@ -45,6 +45,7 @@ from ems.planning.needs.estimate import (
     learned_max_power_kw,
     learned_phases,
     max_drawn_kw,
+    still_drawing_kw,
     stopped_by_itself,
     upper_energy_kwh,
 )
@@ -99,6 +100,7 @@ __all__ = [
     "period_samples",
     "read_until",
     "site_past_sessions",
+    "still_drawing_kw",
     "stopped_by_itself",
     "upper_energy_kwh",
 ]

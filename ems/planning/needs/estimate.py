@@ -318,7 +318,10 @@ def still_drawing_kw(periods: Sequence[PeriodSample], connector_max_kw: float) -
     (the replay, planning on the meter periods' boundaries, delivered all of it). As sent, not
     the lowest that may hold while a profile settles (`limit_kw`): a car that a raise let draw
     at once and that drew less was finishing, not drawing all it may (measured on the replay's
-    five logs of `benchmarks replay_quality`, the lowest left 0.6 kWh more undelivered)."""
+    five logs of `benchmarks replay_quality`, the lowest left 0.6 kWh more undelivered). As
+    sent, but a profile that starts before we sent it from its own start (`evidence`): a cut
+    that a CPO applied as written, from the plan's instant, otherwise made a car held at its
+    estimate look as if it tapered, and it was never raised."""
     for period in reversed(periods):
         allowed = mean_allowed_kw(period, connector_max_kw)
         if allowed < IDLE_POWER_KW:

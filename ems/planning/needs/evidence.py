@@ -116,6 +116,12 @@ def period_samples(
     may still hold, and the lowest of them is taken. So a car still held at the old limit after
     a raise, or at 0 until a profile's next period, is not taken for one that limits itself;
     and a car is taken for full only by a limit that surely held over half the period or more.
+    A profile that starts before we sent it (made by a plan at 10:24:39, sent at 10:25:27) may
+    also hold from its own start: a CPO may apply it as written. Judged from the sending only,
+    a car that a profile cut from 15.1 A to 0 from 10:24:39 drew 9.7 A over the quarter hour,
+    under the 11.2 A mean we thought held: it looked self-limited at 2.2 kW, was planned at that
+    from then on, drew it, and left with 13.2 of its 19.3 kWh (`ems scsp-bench`, the office's
+    June day, on a loaded machine).
     """
     raw: list[tuple[datetime, datetime, float, float | None]] = []
     for i, period in enumerate(periods):
@@ -142,31 +148,47 @@ class _LimitsSent:
     def __init__(self, profiles: Sequence[SentProfile], voltage_v: float, phases: int) -> None:
         self.profiles = profiles
         self.sent_s = [p.sent_at.timestamp() for p in profiles]
+        self.from_s = [min(s, p.at_s[0]) if p.at_s else s for s, p in zip(self.sent_s, profiles, strict=True)]
         self.kw_per_unit = [p.kw_per_unit(voltage_v, phases) for p in profiles]
         self.settle_s = PROFILE_SETTLE.total_seconds()
 
-    def _held_from(self, at_s: float) -> range:
-        """The profiles that may hold at `at_s`: the latest sent by then, and each one before
-        it while the one after it may not hold yet."""
+    def _held_from(self, at_s: float, sent_before_s: float) -> list[int]:
+        """The profiles that may hold at `at_s`, of those sent before `sent_before_s`: the
+        latest sent by then, each one before it while the one after it may not hold yet, and
+        any sent later whose own start is by then (`from_s`)."""
         latest = bisect.bisect_right(self.sent_s, at_s) - 1
         first = latest
         while first >= 0 and self.sent_s[first] + self.settle_s > at_s:
             first -= 1
-        return range(max(first, 0), latest + 1)
+        held = list(range(max(first, 0), latest + 1))
+        for later in range(latest + 1, len(self.sent_s)):
+            if self.sent_s[later] >= sent_before_s:
+                break
+            if self.from_s[later] <= at_s:
+                held.append(later)
+        return held
 
-    def lowest_kw(self, at_s: float) -> float | None:
-        """The lowest limit that may hold at `at_s` (None: no profile of ours held)."""
+    def lowest_kw(self, at_s: float, sent_before_s: float | None = None) -> float | None:
+        """The lowest limit that may hold at `at_s`, of the profiles sent before `sent_before_s`
+        (by default `at_s`; None: no profile of ours held)."""
         limits = [
             limit * self.kw_per_unit[i]
-            for i in self._held_from(at_s)
+            for i in self._held_from(at_s, at_s if sent_before_s is None else sent_before_s)
             if (limit := self.profiles[i].limit(at_s)) is not None
         ]
         return min(limits) if limits else None
 
-    def latest_kw(self, at_s: float) -> float | None:
-        """The limit of the latest profile sent by `at_s`, as if it held the moment we sent it
-        (None: none sent yet, or it sets none then)."""
+    def latest_kw(self, at_s: float, sent_before_s: float | None = None) -> float | None:
+        """The limit of the latest profile sent by `at_s`, as if it held the moment we sent it,
+        or from its own start if that came first and it was sent before `sent_before_s` (None:
+        none sent yet, or it sets none then)."""
         latest = bisect.bisect_right(self.sent_s, at_s) - 1
+        if sent_before_s is not None:
+            for later in range(latest + 1, len(self.sent_s)):
+                if self.sent_s[later] >= sent_before_s:
+                    break
+                if self.from_s[later] <= at_s:
+                    latest = later
         if latest < 0:
             return None
         limit = self.profiles[latest].limit(at_s)
@@ -193,12 +215,14 @@ class _LimitsSent:
                 if after == len(one.at_s) or one.at_s[after] >= end_s:  # one limit throughout
                     limit = one.limits[after - 1] * self.kw_per_unit[latest] if after > 0 else None
                     return limit, limit, limit, limit
-        held = self._held_from(start_s)
+        held = self._held_from(start_s, end_s)
         cuts = {start_s}
-        for i in range(held.start, len(sent_s)):
+        for i in range(min(held, default=0), len(sent_s)):
             if sent_s[i] >= end_s:
                 break
-            cuts.update(at for at in (sent_s[i], sent_s[i] + self.settle_s) if start_s < at < end_s)
+            cuts.update(
+                at for at in (self.from_s[i], sent_s[i], sent_s[i] + self.settle_s) if start_s < at < end_s
+            )
             cuts.update(self.profiles[i].changes(start_s, end_s))
         bounds = [*sorted(cuts), end_s]
         period_s = end_s - start_s
@@ -207,12 +231,12 @@ class _LimitsSent:
         sent_weighted = sent_s_total = 0.0
         sent_peak: float | None = None
         for a, b in itertools.pairwise(bounds):
-            as_sent = self.latest_kw(a)
+            as_sent = self.latest_kw(a, end_s)
             if as_sent is not None:
                 sent_weighted += as_sent * (b - a)
                 sent_s_total += b - a
                 sent_peak = as_sent if sent_peak is None else max(sent_peak, as_sent)
-            limit = self.lowest_kw(a)
+            limit = self.lowest_kw(a, end_s)
             if limit is None:
                 continue
             weighted += limit * (b - a)

@@ -24,6 +24,7 @@ from ems.planning.needs import (
     parse_meter_id_preferences,
     period_samples,
     read_until,
+    still_drawing_kw,
     stopped_by_itself,
 )
 from ems.store.models import ChargingPeriod
@@ -434,6 +435,28 @@ def test_a_period_straddling_a_profile_is_judged_by_the_lowest_limit_that_may_ho
     raised = period_samples([period], end, raise_profiles, 230.0, 3)
     assert raised[0].limit_kw == pytest.approx((2 * three_phase_kw(6.0) + 13 * three_phase_kw(16.0)) / 15)
     assert raised[0].held_limit_kw == pytest.approx(three_phase_kw(16.0))
+
+
+def test_a_profile_sent_after_its_own_start_may_hold_from_that_start() -> None:
+    """`ems scsp-bench`'s case: a plan at 8:24:39 cuts the car from 15.1 A to 0 A, and its
+    profile goes out at 8:25:27; the CPO applies it as written, from 8:24:39. Over 8:15-8:30 the
+    car drew all it was allowed, 15.1 A for 579 s: judged by the sending alone (11.2 A on
+    average) it looked self-limited, and was planned at that power until it left short."""
+    first = START + timedelta(minutes=9, seconds=50)
+    cut_made, cut_sent = START + timedelta(minutes=24, seconds=39), START + timedelta(minutes=25, seconds=27)
+    profiles = [SentProfile.of(first, amps(15.1, first)), SentProfile.of(cut_sent, amps(0.0, cut_made))]
+    drawn_kw = three_phase_kw(15.1) * 579 / 900
+    rows = [metered(START, 15, three_phase_kw(15.1)), metered(START + timedelta(minutes=15), 15, drawn_kw)]
+    samples = period_samples([p for p, _ in rows], rows[-1][1], profiles, 230.0, 3)
+    assert samples[-1].limit_kw == pytest.approx(drawn_kw)
+    assert samples[-1].sent_limit_kw == pytest.approx(drawn_kw)  # as written
+    assert learned_max_power_kw(samples, 22.08) is None
+    # and once its estimate is met, it drew all it was let: it still draws
+    assert still_drawing_kw(samples, 22.08) == pytest.approx(three_phase_kw(15.1))
+    # sent on time, the same draw is the car's own: it stopped short of what it was allowed
+    on_time = [SentProfile.of(first, amps(15.1, first)), SentProfile.of(cut_sent, amps(0.0, cut_sent))]
+    samples = period_samples([p for p, _ in rows], rows[-1][1], on_time, 230.0, 3)
+    assert samples[-1].limit_kw == pytest.approx(three_phase_kw(15.1) * 627 / 900)
 
 
 def test_a_car_kept_at_zero_is_not_found_full_before_a_raise_holds() -> None:
