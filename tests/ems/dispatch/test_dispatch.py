@@ -55,21 +55,21 @@ def setup(database_url: str, answers: list[str | None]) -> tuple[EmsContext, Dis
     ctx = EmsContext.create(Settings(database_url=database_url))
     ctx.clock = ManualClock(utcnow())
     add_registered_partner(ctx)
+    (pk,) = add_sessions(ctx, ["s1"])
+    sink = Sink(answers)
+    return ctx, Dispatcher(ctx, sink), sink, pk
+
+
+def add_sessions(ctx: EmsContext, session_ids: list[str]) -> list[int]:
+    """These sessions pushed by the registered CPO, starting now; every session's key, oldest first."""
     with ctx.db() as db:
         caller = Caller.of(db.get(Partner, 1), with_token_a=False)  # type: ignore[arg-type]
     stamp = format_ocpi_datetime(ctx.clock.now())
-    put_session(
-        ctx,
-        caller,
-        "NL",
-        "CPO",
-        "s1",
-        Session.model_validate(session(start_date_time=stamp, last_updated=stamp)),
-    )
+    for session_id in session_ids:
+        body = session(session_id, start_date_time=stamp, last_updated=stamp)
+        put_session(ctx, caller, "NL", "CPO", session_id, Session.model_validate(body))
     with ctx.db() as db:
-        pk = db.scalars(select(ChargingSession.id)).one()
-    sink = Sink(answers)
-    return ctx, Dispatcher(ctx, sink), sink, pk
+        return list(db.scalars(select(ChargingSession.id).order_by(ChargingSession.id)))
 
 
 def test_unchanged_profiles_are_not_sent_again(database_url: str) -> None:
@@ -108,20 +108,8 @@ def test_a_session_without_a_profile_goes_first(database_url: str) -> None:
     limit it goes to the tenth. (Ten sessions due: at eight or more the states were once read
     through the wrong index, every delivered row of the store.)"""
     ctx, dispatcher, sink, _ = setup(database_url, [])
-    with ctx.db() as db:
-        caller = Caller.of(db.get(Partner, 1), with_token_a=False)  # type: ignore[arg-type]
     stamp = format_ocpi_datetime(ctx.clock.now())
-    for i in range(2, 11):
-        put_session(
-            ctx,
-            caller,
-            "NL",
-            "CPO",
-            f"s{i}",
-            Session.model_validate(session(f"s{i}", start_date_time=stamp, last_updated=stamp)),
-        )
-    with ctx.db() as db:
-        pks = list(db.scalars(select(ChargingSession.id).order_by(ChargingSession.id)))
+    pks = add_sessions(ctx, [f"s{i}" for i in range(2, 11)])
     newcomer = pks[-1]
     for pk in pks[:-1]:
         dispatcher.enqueue_set(pk, profile(16.0, stamp))
@@ -166,20 +154,8 @@ def test_a_profile_in_flight_is_not_sent_by_another_dispatcher(database_url: str
     """Two workers' dispatchers on one outbox (issue #18): the rows one is sending are claimed,
     so the other sends none of them; each session gets its profile once."""
     ctx, _, _, _ = setup(database_url, [])
-    with ctx.db() as db:
-        caller = Caller.of(db.get(Partner, 1), with_token_a=False)  # type: ignore[arg-type]
     stamp = format_ocpi_datetime(ctx.clock.now())
-    for i in range(2, 6):
-        put_session(
-            ctx,
-            caller,
-            "NL",
-            "CPO",
-            f"s{i}",
-            Session.model_validate(session(f"s{i}", start_date_time=stamp, last_updated=stamp)),
-        )
-    with ctx.db() as db:
-        pks = list(db.scalars(select(ChargingSession.id)))
+    pks = add_sessions(ctx, [f"s{i}" for i in range(2, 6)])
     held, other = HeldSink(), Sink([])
     first, second = Dispatcher(ctx, held, concurrency=8), Dispatcher(ctx, other)
     first.enqueue_sets({pk: profile(16.0, stamp) for pk in pks})

@@ -10,34 +10,17 @@ from sqlalchemy import select, update
 from ems.dispatch.outbox import Dispatcher
 from ems.dispatch.rate import LocalRateLimit, SharedRateLimit
 from ems.ocpi.datetimes import format_ocpi_datetime
-from ems.ocpi.partners import Caller
-from ems.ocpi.schemas import Session
-from ems.ocpi.sessions import put_session
 from ems.store.cluster import DispatchRate
 from ems.store.db import transaction
-from ems.store.models import ChargingSession, Partner
-from tests.ems.dispatch.test_dispatch import Sink, profile, setup
-from tests.support.ocpi_objects import session
+from tests.ems.dispatch.test_dispatch import Sink, add_sessions, profile, setup
 
 NO_REFILL_PER_S = 1e-9
 
 
 def test_two_workers_send_one_burst_between_them(database_url: str) -> None:
     ctx, _, _, _ = setup(database_url, [])
-    with ctx.db() as db:
-        caller = Caller.of(db.get(Partner, 1), with_token_a=False)  # type: ignore[arg-type]
     stamp = format_ocpi_datetime(ctx.clock.now())
-    for i in range(2, 11):
-        put_session(
-            ctx,
-            caller,
-            "NL",
-            "CPO",
-            f"s{i}",
-            Session.model_validate(session(f"s{i}", start_date_time=stamp, last_updated=stamp)),
-        )
-    with ctx.db() as db:
-        pks = list(db.scalars(select(ChargingSession.id)))
+    pks = add_sessions(ctx, [f"s{i}" for i in range(2, 11)])
     sinks = [Sink([]), Sink([])]
     workers = [
         Dispatcher(ctx, sink, rate_limit=SharedRateLimit(ctx.db, NO_REFILL_PER_S, burst=4)) for sink in sinks
