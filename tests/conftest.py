@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -142,12 +142,24 @@ def ems_with_active_sessions(
     `start`; returns the context and the CPO as a caller."""
     ctx = EmsContext.create(Settings(database_url=f"sqlite:///{database}"))
     add_registered_partner(ctx)
+    caller = registered_caller(ctx)
+    push_active_sessions(ctx, caller, session_ids, start)
+    return ctx, caller
+
+
+def registered_caller(ctx: EmsContext) -> Caller:
+    """The partner `add_registered_partner` added first, as it calls us."""
     with ctx.db() as db:
         partner = db.get(Partner, 1)
         assert partner is not None
-        caller = Caller.of(partner, with_token_a=False)
+        return Caller.of(partner, with_token_a=False)
+
+
+def push_active_sessions(
+    ctx: EmsContext, caller: Caller, session_ids: Sequence[str], start: datetime
+) -> None:
+    """These sessions pushed by `caller`, started at `start`, nothing drawn yet."""
     stamp = start.strftime("%Y-%m-%dT%H:%M:%SZ")
     for sid in session_ids:
         body = session(sid, status="ACTIVE", kwh=0.0, start_date_time=stamp, last_updated=stamp)
         put_session(ctx, caller, "NL", "CPO", sid, Session.model_validate(body))
-    return ctx, caller

@@ -16,15 +16,11 @@ from ems.core.context import EmsContext
 from ems.dispatch import outbox as dispatch
 from ems.dispatch.outbox import Dispatcher
 from ems.ocpi.datetimes import format_ocpi_datetime
-from ems.ocpi.partners import Caller
 from ems.ocpi.profiles import ProfileCallOutcome
-from ems.ocpi.schemas import Session
-from ems.ocpi.sessions import put_session
 from ems.store.base import utcnow
-from ems.store.models import ChargingSession, Partner
+from ems.store.models import ChargingSession
 from ems.store.planning import ProfileOutbox
-from tests.conftest import add_registered_partner
-from tests.support.ocpi_objects import session
+from tests.conftest import add_registered_partner, push_active_sessions, registered_caller
 
 
 class Sink:
@@ -62,12 +58,7 @@ def setup(database_url: str, answers: list[str | None]) -> tuple[EmsContext, Dis
 
 def add_sessions(ctx: EmsContext, session_ids: list[str]) -> list[int]:
     """These sessions pushed by the registered CPO, starting now; every session's key, oldest first."""
-    with ctx.db() as db:
-        caller = Caller.of(db.get(Partner, 1), with_token_a=False)  # type: ignore[arg-type]
-    stamp = format_ocpi_datetime(ctx.clock.now())
-    for session_id in session_ids:
-        body = session(session_id, start_date_time=stamp, last_updated=stamp)
-        put_session(ctx, caller, "NL", "CPO", session_id, Session.model_validate(body))
+    push_active_sessions(ctx, registered_caller(ctx), session_ids, ctx.clock.now())
     with ctx.db() as db:
         return list(db.scalars(select(ChargingSession.id).order_by(ChargingSession.id)))
 

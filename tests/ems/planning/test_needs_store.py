@@ -21,7 +21,7 @@ from ems.planning.needs import Preference, load_stored_inputs
 from ems.planning.planner import Planner
 from ems.store.db import transaction
 from ems.store.models import ChargingPreference, ChargingSession, Partner, ProfileRequest
-from tests.conftest import add_registered_partner
+from tests.conftest import add_registered_partner, registered_caller
 from tests.support.ocpi_objects import charging_period, session
 
 OFFICE = Path(__file__).resolve().parents[3] / "examples" / "sites" / "office-pv.json"
@@ -99,10 +99,7 @@ def test_history_is_each_tokens_latest_completed_sessions(
     monkeypatch.setattr(needs, "HISTORY_TOKENS_PER_STATEMENT", 3)  # 3 tokens (padded to 4), then 2
     ctx = EmsContext.create(Settings(database_url=database_url))
     add_registered_partner(ctx)
-    with ctx.db() as db:
-        partner = db.get(Partner, 1)
-        assert partner is not None
-        caller = Caller.of(partner, with_token_a=False)
+    caller = registered_caller(ctx)
     day = datetime(2026, 6, 1, 8, tzinfo=UTC)
 
     def push(sid: str, uid: str, start: datetime, status: str, kwh: float) -> None:
@@ -195,10 +192,7 @@ def test_the_planner_judges_the_latest_period_until_the_cpo_read_it(database_url
     ctx = EmsContext.create(Settings(database_url=database_url))
     sites.import_site(ctx, json.loads(OFFICE.read_text()))
     add_registered_partner(ctx)
-    with ctx.db() as db:
-        partner = db.get(Partner, 1)
-        assert partner is not None
-        caller = Caller.of(partner, with_token_a=False)
+    caller = registered_caller(ctx)
     day = datetime(2026, 6, 1, 8, tzinfo=UTC)
 
     def at(minutes: int) -> str:

@@ -11,13 +11,12 @@ from sqlalchemy import select
 from ems.core.config import Settings
 from ems.core.context import EmsContext
 from ems.drivers.view import DriverPreferences, save_preferences
-from ems.ocpi.partners import Caller
 from ems.ocpi.schemas import ChargingPreferences, Session, SessionPatch
 from ems.ocpi.sessions import patch_session, put_charging_preferences, put_session
 from ems.planning.needs import PastSessionCache, SentProfileCache, load_stored_inputs
 from ems.store.db import transaction
-from ems.store.models import ChargingSession, Partner, ProfileRequest
-from tests.conftest import add_registered_partner, ems_with_active_sessions
+from ems.store.models import ChargingSession, ProfileRequest
+from tests.conftest import add_registered_partner, ems_with_active_sessions, registered_caller
 from tests.support.ocpi_objects import session
 
 DAY = datetime(2026, 6, 1, 8, tzinfo=UTC)
@@ -42,8 +41,7 @@ def test_cached_history_follows_every_later_change(database_url: str) -> None:
     revision, and the cached history follows it."""
     ctx = EmsContext.create(Settings(database_url=database_url))
     add_registered_partner(ctx)
-    with ctx.db() as db:
-        caller = Caller.of(db.get(Partner, 1), with_token_a=False)  # type: ignore[arg-type]
+    caller = registered_caller(ctx)
     past = DAY - timedelta(days=1)
     body = session(
         "past", status="COMPLETED", kwh=14.0, start_date_time=_stamp(past), last_updated=_stamp(past)

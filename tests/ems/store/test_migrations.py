@@ -7,13 +7,12 @@ from sqlalchemy import select
 
 from ems.core.config import Settings
 from ems.core.context import EmsContext
-from ems.ocpi.partners import Caller
 from ems.ocpi.schemas import Session
 from ems.ocpi.sessions import put_session
 from ems.planning.needs import load_stored_inputs
 from ems.store.migrate import alembic_config, upgrade
-from ems.store.models import ChargingSession, Partner
-from tests.conftest import add_registered_partner
+from ems.store.models import ChargingSession
+from tests.conftest import add_registered_partner, registered_caller
 from tests.support.ocpi_objects import session
 
 
@@ -23,10 +22,7 @@ def test_token_uid_is_filled_from_the_stored_tokens(database_url: str) -> None:
     url = database_url
     ctx = EmsContext.create(Settings(database_url=url))
     add_registered_partner(ctx)
-    with ctx.db() as db:
-        partner = db.get(Partner, 1)
-        assert partner is not None
-        caller = Caller.of(partner, with_token_a=False)
+    caller = registered_caller(ctx)
     past = session("past", status="COMPLETED", kwh=11.0, start_date_time="2026-05-31T08:00:00Z")
     past["end_date_time"] = "2026-05-31T17:00:00Z"
     past["last_updated"] = "2026-05-31T17:00:00Z"
