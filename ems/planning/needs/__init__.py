@@ -50,6 +50,7 @@ from ems.planning.needs.estimate import (
     upper_energy_kwh,
 )
 from ems.planning.needs.evidence import (
+    PROFILE_EARLY_START,
     PROFILE_SETTLE,
     SentProfile,
     StoredPeriod,
@@ -72,6 +73,7 @@ __all__ = [
     "MIN_CURRENT_FOR_PHASES_A",
     "MIN_WINDOW",
     "OVERDUE_HORIZON",
+    "PROFILE_EARLY_START",
     "PROFILE_SETTLE",
     "SELF_LIMITED_RATIO",
     "SITE_HISTORY_MIN_SESSIONS",

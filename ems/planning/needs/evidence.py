@@ -21,6 +21,12 @@ PROFILE_SETTLE = timedelta(minutes=2)
 """How long after we send a profile the limit before it may still hold: the CPO passes it on
 over OCPP and the charge point applies it, seconds to a minute or more later."""
 
+PROFILE_EARLY_START = timedelta(minutes=5)
+"""How long before we sent it a profile may hold from its own start: one that waited in our
+outbox (a burst at the CPO's rate, a plan on a loaded machine: up to 3 simulated minutes on
+`ems scsp-bench` at 600x) may be applied as written. Longer waits are retries, applied when they
+come."""
+
 
 class StoredPeriod(Protocol):
     """A charging period as stored: a `ChargingPeriod`, or a row of its columns."""
@@ -148,7 +154,11 @@ class _LimitsSent:
     def __init__(self, profiles: Sequence[SentProfile], voltage_v: float, phases: int) -> None:
         self.profiles = profiles
         self.sent_s = [p.sent_at.timestamp() for p in profiles]
-        self.from_s = [min(s, p.at_s[0]) if p.at_s else s for s, p in zip(self.sent_s, profiles, strict=True)]
+        early_s = PROFILE_EARLY_START.total_seconds()
+        self.from_s = [
+            max(min(s, p.at_s[0]), s - early_s) if p.at_s else s
+            for s, p in zip(self.sent_s, profiles, strict=True)
+        ]
         self.kw_per_unit = [p.kw_per_unit(voltage_v, phases) for p in profiles]
         self.settle_s = PROFILE_SETTLE.total_seconds()
 

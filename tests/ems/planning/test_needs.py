@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from ems.planning.needs import (
+    PROFILE_EARLY_START,
     PROFILE_SETTLE,
     Need,
     NeedInputs,
@@ -457,6 +458,21 @@ def test_a_profile_sent_after_its_own_start_may_hold_from_that_start() -> None:
     on_time = [SentProfile.of(first, amps(15.1, first)), SentProfile.of(cut_sent, amps(0.0, cut_sent))]
     samples = period_samples([p for p, _ in rows], rows[-1][1], on_time, 230.0, 3)
     assert samples[-1].limit_kw == pytest.approx(three_phase_kw(15.1) * 627 / 900)
+
+
+def test_a_profile_retried_long_after_its_start_holds_from_when_it_was_sent() -> None:
+    """A cut made at 8:00 that went out only at 8:12 (a retry): no CPO applies it from 8:00,
+    only PROFILE_EARLY_START before it came; before then the 16 A it replaced held."""
+    sent = START + timedelta(minutes=12)
+    profiles = [
+        SentProfile.of(START - timedelta(hours=1), amps(16.0, START)),
+        SentProfile.of(sent, amps(0.0, START)),
+    ]
+    period, end = metered(START, 15, 1.0)
+    sample = period_samples([period], end, profiles, 230.0, 3)[0]
+    may_hold_from_min = 12 - PROFILE_EARLY_START.total_seconds() / 60
+    assert sample.limit_kw == pytest.approx(three_phase_kw(16.0) * may_hold_from_min / 15)
+    assert sample.sent_limit_kw == pytest.approx(three_phase_kw(16.0) * may_hold_from_min / 15)
 
 
 def test_a_car_kept_at_zero_is_not_found_full_before_a_raise_holds() -> None:
