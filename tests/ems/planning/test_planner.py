@@ -153,10 +153,8 @@ def test_profiles_follow_starts_and_a_departure_frees_capacity(loop: Loop) -> No
     # Three 22 kW cars behind zedbox1 (32 A per phase), each needing 15 kWh within the hour:
     # 22 kW for three is a shortage, so they share the breaker from the first step.
     for i, evse in enumerate(("FR*INE*E0004", "FR*INE*E0005", "FR*INE*E0006")):
-        sent_before = time.monotonic()
         start(loop, f"s{i}", evse, need_kwh=15.0)
         wait_for(lambda i=i: len(loop.receiver.profiles_for(f"s{i}")) >= 1)
-        assert loop.receiver.calls[-1]["at"] - sent_before < 2.0
     wait_for(lambda: all(loop.receiver.profiles_for(f"s{i}") for i in range(3)))
     time.sleep(0.5)
     latest = [loop.receiver.profiles_for(f"s{i}")[-1] for i in range(3)]
@@ -168,6 +166,7 @@ def test_profiles_follow_starts_and_a_departure_frees_capacity(loop: Loop) -> No
     assert all(share > 0 for share in shares) and sum(shares) < 45.0, shares
 
     before = len(loop.receiver.calls)
+    held = {sid: len(loop.receiver.profiles_for(sid)) for sid in ("s1", "s2")}
     reply = loop.cpo.patch(
         "/ocpi/2.2.1/sessions/NL/CPO/s0",
         json={"status": "COMPLETED", "end_date_time": stamp(1), "last_updated": stamp(1)},
@@ -177,9 +176,8 @@ def test_profiles_follow_starts_and_a_departure_frees_capacity(loop: Loop) -> No
     wait_for(
         lambda: any(c["method"] == "DELETE" and c["session_id"] == "s0" for c in loop.receiver.calls[before:])
     )
-    wait_for(
-        lambda: len(loop.receiver.profiles_for("s1")) >= 2 and len(loop.receiver.profiles_for("s2")) >= 2
-    )
+    # the profiles the departure's plan sent (each had one or more already: a later start re-plans)
+    wait_for(lambda: all(len(loop.receiver.profiles_for(sid)) > n for sid, n in held.items()))
     raised = [energy_kwh(loop.receiver.profiles_for(f"s{i}")[-1]) for i in (1, 2)]
     assert all(new > old for new, old in zip(raised, shares[1:], strict=True)), (shares, raised)
     assert not [c for c in loop.receiver.calls[before:] if c["session_id"] == "s0" and c["method"] == "PUT"]
