@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -170,13 +170,16 @@ class _LimitsSent:
         first = latest
         while first >= 0 and self.sent_s[first] + self.settle_s > at_s:
             first -= 1
-        held = list(range(max(first, 0), latest + 1))
+        return [*range(max(first, 0), latest + 1), *self._sent_later_holding(at_s, latest, sent_before_s)]
+
+    def _sent_later_holding(self, at_s: float, latest: int, sent_before_s: float) -> Iterator[int]:
+        """The profiles sent after `at_s` (after the one at `latest`) but before `sent_before_s`
+        that may hold at `at_s` from their own start (`from_s`), in the order sent."""
         for later in range(latest + 1, len(self.sent_s)):
             if self.sent_s[later] >= sent_before_s:
-                break
+                return
             if self.from_s[later] <= at_s:
-                held.append(later)
-        return held
+                yield later
 
     def lowest_kw(self, at_s: float, sent_before_s: float | None = None) -> float | None:
         """The lowest limit that may hold at `at_s`, of the profiles sent before `sent_before_s`
@@ -194,11 +197,7 @@ class _LimitsSent:
         none sent yet, or it sets none then)."""
         latest = bisect.bisect_right(self.sent_s, at_s) - 1
         if sent_before_s is not None:
-            for later in range(latest + 1, len(self.sent_s)):
-                if self.sent_s[later] >= sent_before_s:
-                    break
-                if self.from_s[later] <= at_s:
-                    latest = later
+            latest = max(self._sent_later_holding(at_s, latest, sent_before_s), default=latest)
         if latest < 0:
             return None
         limit = self.profiles[latest].limit(at_s)
