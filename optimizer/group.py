@@ -46,9 +46,11 @@ from optimizer.lp import SlotData, StagedLp, StageOutcome
 from optimizer.lp_model import Coupling, GroupStepData, StepData
 from optimizer.plan import SessionLimits, build_plan, session_limits
 from optimizer.problem import Method, Plan, Problem, ProblemError, Status, aligned, validate_problem
+from optimizer.rounding import Smoother
 from optimizer.solve import (
     CHECK_TOLERANCE_A,
     _mip_of,
+    _relaxed_smoother,
     _slot_data,
     _slot_mode,
     _smoothed,
@@ -229,6 +231,30 @@ class _Layout:
 
     def all_limits(self) -> list[SessionLimits]:
         return [lim for lims in self.limits for lim in lims]
+
+
+def _group_smoother(layout: _Layout, slot_of: list[int]) -> Smoother | None:
+    """The rounding's smoother of the joint relaxation: each site's (`_relaxed_smoother`) on its
+    own slots. Power moves only between one site's cars, so every site's import, and with it
+    every aggregate cap, is kept; a group's phase limits are kept by the rounded re-solve."""
+    parts = [
+        smoother
+        for m, (p, lims) in enumerate(zip(layout.problems, layout.limits, strict=True))
+        if (smoother := _relaxed_smoother(p, lims, slot_of[layout.offsets[m] : layout.offsets[m + 1]]))
+        is not None
+    ]
+    if not parts:
+        return None
+
+    def smooth(power: FloatArray) -> FloatArray | None:
+        out: FloatArray | None = None
+        for smoother in parts:
+            smoothed = smoother(power if out is None else out)
+            if smoothed is not None:
+                out = smoothed
+        return out
+
+    return smooth
 
 
 def _power_by_site(layout: _Layout, power: FloatArray) -> list[FloatArray]:
@@ -483,7 +509,10 @@ def solve_group(gp: GroupProblem) -> GroupPlan:
         return group_fallback_plan(gp, f"model build failed: {exc}")
     t1 = time.perf_counter()
     slot_of = list(range(len(slots)))
-    outcome, method, mip_build_s = solve_loaded(model, lead, slot_of, method, lambda: _mip_of(model, lead))
+    smooth = _group_smoother(layout, slot_of)
+    outcome, method, mip_build_s = solve_loaded(
+        model, lead, slot_of, method, lambda: _mip_of(model, lead), smooth
+    )
     t2 = time.perf_counter()
     build_s = t1 - t0 + mip_build_s
     return _finish_group(gp, layout, outcome, method, slot_of, build_s * 1e3, (t2 - t1 - mip_build_s) * 1e3)
@@ -592,7 +621,8 @@ class PersistentGroupPlanner:
             st.mip = _mip_of(st.model, lead, st.mip)
             return st.mip
 
-        outcome, method, mip_build_s = solve_loaded(st.model, lead, slot_of, method, kept_mip)
+        smooth = _group_smoother(layout, slot_of)
+        outcome, method, mip_build_s = solve_loaded(st.model, lead, slot_of, method, kept_mip, smooth)
         t2 = time.perf_counter()
         if not outcome.ok:
             self._state = None  # start afresh next time

@@ -95,9 +95,10 @@ class SolveOptions:
     floor is then the budget, and the earliness stage usually spends it)."""
     threads: int = 1
     least_changes: bool = True
-    """After the stages, move power between cars so their set-points change least, every stage
-    value unchanged (`optimizer.smooth`); only with `tie_breaks`, and only in plans without the
-    minimum-current rule in force (where it measured worse, see `optimizer.solve._smoothed`)."""
+    """Least set-point changes among equal plans (`optimizer.smooth`): without the minimum-current
+    rule, power moved between cars after the stages, every stage value unchanged; under it, the
+    on/off pattern rounded from the relaxation so smoothed, where that is no worse in stages
+    1–4 (`optimizer.rounding._round_smoothly`). Only with `tie_breaks`."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,6 +88,65 @@ def _round_patterns(
     return patterns
 
 
+def _round_runs(
+    power: FloatArray,
+    slots: list[SlotData],
+    slot_of: list[int],
+    step_h: float,
+    on_count: npt.NDArray[np.int64] | None = None,
+    eps: float = 1e-6,
+) -> FloatArray:
+    """An on/off pattern from a smoothed relaxed plan that keeps cars on in runs. Step by step,
+    of the cars planned between 0 and their minimum, as many go on as that step's fractional
+    power carries at the minimum (rounded to the nearest; with `on_count`, as many as make
+    `on_count[t]` cars on in all): first those that must (no step left to spare before they
+    leave), then those on the step before, then the least spare. Each car is on for at most
+    the steps its fractional energy needs at the minimum (as in `_round_patterns`) and never
+    for more than its energy allows at the minimum. A smoothed plan spreads a shared kilowatt
+    over every car; rounding each car on its own would switch them all on where PV is thin."""
+    pattern = np.full(power.shape, np.nan)
+    left: dict[int, int] = {}
+    for k in slot_of:
+        s = slots[k]
+        if s.pmin_kw <= 0:
+            continue
+        row = power[k]
+        on = row >= s.pmin_kw - eps
+        frac = (row > eps) & ~on
+        pattern[k] = np.where(on, 1.0, 0.0)
+        if frac.any():
+            # never more steps on than the car can take at its minimum: a smoothed plan spreads
+            # a full car's last kilowatt-hours over several steps
+            most_on = math.floor((s.energy_kwh + s.extra_kwh) / (s.pmin_kw * step_h) + 1e-9)
+            wanted = math.ceil(float(row[frac].sum()) / s.pmin_kw - 1e-9)
+            left[k] = max(0, min(wanted, most_on - int(on.sum())))
+    frac_steps = {k: (power[k] > eps) & (power[k] < slots[k].pmin_kw - eps) for k in left}
+    # fractional steps of each car from step t on (t included)
+    ahead = {k: np.cumsum(f[::-1])[::-1] for k, f in frac_steps.items()}
+    for t in range(power.shape[1]):
+        cars = [k for k in left if frac_steps[k][t]]
+        if not cars:
+            continue
+        carried = sum(float(power[k, t]) / slots[k].pmin_kw for k in cars)
+        n_on = min(len(cars), math.floor(carried + 0.5))
+        if on_count is not None:
+            already = sum(1 for k in slot_of if slots[k].pmin_kw > 0 and pattern[k, t] == 1.0)
+            n_on = min(len(cars), max(0, int(on_count[t]) - already))
+        # slack: the fractional steps a car has left beyond those it must be on in; none left,
+        # it is on now whatever the step carries (a car leaving sooner goes first)
+        slack = {k: int(ahead[k][t]) - left[k] for k in cars}
+        was_on = {k: t > 0 and pattern[k, t - 1] == 1.0 for k in cars}
+        order = sorted(cars, key=lambda k: (slack[k] > 0, not was_on[k], slack[k], k))
+        for k in order:
+            if left[k] > 0 and (n_on > 0 or slack[k] <= 0):
+                pattern[k, t] = 1.0
+                left[k] -= 1
+                n_on -= 1
+            else:
+                pattern[k, t] = 0.0
+    return pattern
+
+
 @dataclass(frozen=True)
 class _Rounded:
     """The LP rounding's plan, its relaxation's stage optima (lower bounds of the MIP's), and
@@ -100,25 +159,99 @@ class _Rounded:
     """The relaxation's plan (where a branch-and-bound starts)."""
 
 
-def _heuristic(model: StagedLp, problem: Problem, slot_of: list[int]) -> _Rounded:
+Smoother = Callable[[FloatArray], FloatArray | None]
+"""A relaxed plan (slots × steps) with its power moved between cars so their set-points change
+least, every stage value kept (`optimizer.smooth`); None when there is nothing to gain."""
+
+
+def _heuristic(
+    model: StagedLp, problem: Problem, slot_of: list[int], smooth: Smoother | None = None
+) -> _Rounded:
     """LP rounding: the relaxation, then every stage with the rounded on/off pattern fixed;
     returns the outcome and the relaxation's optima of stages 1–2 and, under shortage, of the
     fairness stages 3–4 (lower bounds of the MIP's).
 
     The relaxation runs the fairness stages before it is rounded: a relaxed plan optimal in
     stages 1–2 alone may put the whole shortage on some drivers, and the rounded pattern would
-    freeze that (all the energy on one car) so no later stage could undo it."""
+    freeze that (all the energy on one car) so no later stage could undo it.
+
+    With `smooth`, the pattern is first rounded from the relaxation smoothed: the simplex's
+    vertex hands a shared PV kilowatt to one car this step and to another the next, and a
+    pattern rounded from it switches cars 0 → 22 kW → 0 (the least-changes pass after the
+    stages keeps on/off decisions, so cannot undo that). That pattern is kept when its plan
+    reaches the relaxation's bound in stages 1–2 and the fairness stages (then no pattern does
+    better there); else the vertex's is rounded too and the better of the two kept."""
     opts = problem.options
     t0 = time.perf_counter()
     relaxed = _run(model, opts, False, opts.time_limit_s, fairness=opts.tie_breaks)
     if not relaxed.ok:
         return _Rounded(relaxed, [], False)
-    outcome = _solve_rounded(model, problem, slot_of, relaxed.power_kw, started=t0)
     exact_steps = _exact_steps(problem)
     integral = exact_steps is not None and not _fractional(
         relaxed.power_kw[:, :exact_steps], model.slot_data, slot_of
     )
+    outcome, smoothed = _round_smoothly(
+        model, problem, slot_of, relaxed.power_kw, smooth, relaxed.stage_values, started=t0
+    )
+    if smoothed is not None:
+        # the smoothed relaxation is an optimum of the relaxation too (every stage value kept)
+        integral = integral and not _fractional(smoothed[:, : exact_steps or 0], model.slot_data, slot_of)
     return _Rounded(outcome, relaxed.stage_values, integral, relaxed.power_kw)
+
+
+def _round_smoothly(
+    model: StagedLp,
+    problem: Problem,
+    slot_of: list[int],
+    power: FloatArray,
+    smooth: Smoother | None,
+    bounds: list[float],
+    keep_steps: int = 0,
+    started: float | None = None,
+) -> tuple[StageOutcome, FloatArray | None]:
+    """`_solve_rounded` of `power`, but first the patterns rounded in runs from `power` smoothed
+    (`_runs_candidates`): one that reaches `bounds` (the stage optima with the pattern free
+    after `keep_steps`) is kept at once; else the vertex's rounding too, and the smoothed one
+    wherever it is no worse in stages 1–4. Returns the outcome and the smoothed plan it was
+    rounded from (None: from `power`)."""
+    smoothed = smooth(power) if smooth is not None else None
+    best: StageOutcome | None = None
+    if smoothed is not None:
+        slots, opts = model.slot_data, problem.options
+        m = min(len(bounds), FAIR_STAGES)
+        for pattern in _runs_candidates(smoothed, power, slots, slot_of, problem.step_s / 3600.0):
+            # the first `keep_steps` are set from `power` (decided already) over the pattern
+            tried = _solve_rounded(model, problem, slot_of, power, keep_steps, started, patterns=[pattern])
+            if not tried.ok:
+                continue
+            if m >= 2 and _proved_stages(tried, bounds, opts) == m:
+                return tried, smoothed  # at the bound: no pattern does better there
+            if best is None or _lex_less(tried.stage_values, best.stage_values):
+                best = tried
+    outcome = _solve_rounded(model, problem, slot_of, power, keep_steps, started)
+    if best is not None and not (outcome.ok and _lex_less(outcome.stage_values, best.stage_values)):
+        return best, smoothed
+    return outcome, None
+
+
+def _runs_candidates(
+    smoothed: FloatArray, vertex: FloatArray, slots: list[SlotData], slot_of: list[int], step_h: float
+) -> list[FloatArray]:
+    """The patterns `_round_smoothly` tries from a smoothed relaxation, in turn: rounded in runs by
+    each step's fractional power, then with as many cars on per step as the vertex's own
+    rounding has (where PV is thin, the vertex puts it on one car rather than on none)."""
+    by_power = _round_runs(smoothed, slots, slot_of, step_h)
+    vertex_on = _round_patterns(vertex, slots, slot_of)[0]
+    counts = np.array(
+        [
+            sum(1 for k in slot_of if slots[k].pmin_kw > 0 and vertex_on[k, t] == 1.0)
+            for t in range(vertex.shape[1])
+        ],
+        dtype=np.int64,
+    )
+    by_count = _round_runs(smoothed, slots, slot_of, step_h, on_count=counts)
+    same = np.array_equal(np.nan_to_num(by_power, nan=-1.0), np.nan_to_num(by_count, nan=-1.0))
+    return [by_power] if same else [by_power, by_count]
 
 
 def _solve_rounded(
@@ -128,14 +261,16 @@ def _solve_rounded(
     power: FloatArray,
     keep_steps: int = 0,
     started: float | None = None,
+    patterns: list[FloatArray] | None = None,
 ) -> StageOutcome:
     """Every stage with the on/off patterns rounded from `power` fixed in turn
-    (`_round_patterns`), its first `keep_steps` steps on or off as `power` has them: the first
-    feasible outcome, else the last (there is always one pattern). With `started`, the time
-    limit counts from then."""
+    (`_round_patterns`, or `patterns`), its first `keep_steps` steps on or off as `power` has
+    them: the first feasible outcome, else the last (there is always one pattern). With
+    `started`, the time limit counts from then."""
     opts = problem.options
     slots = model.slot_data
-    for pat in _round_patterns(power, slots, slot_of):
+    patterns = _round_patterns(power, slots, slot_of) if patterns is None else patterns
+    for pat in patterns:
         for k in slot_of:
             if keep_steps and slots[k].pmin_kw > 0:
                 pat[k, :keep_steps] = np.where(power[k, :keep_steps] > 1e-6, 1.0, 0.0)

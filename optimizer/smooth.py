@@ -21,12 +21,14 @@ everything the stages optimised and moves power between cars only:
 tolerance. The total-variation objective is the LP stand-in for the count of changes; its
 vertices are piecewise constant. Pure and deterministic, like the rest of the optimizer.
 
-Under the minimum-current rule the on/off decisions stay as the plan has them, so this smooths
-how much each car draws while on, not which cars are on. Measured on 10 cars of the office over
-a June day (48 steps): profile periods 121 → 70 with the rule off, 132 → 126 with it on; a MIP
-over the decisions reached 76 but took 1.7 s, and a pattern taken from the relaxed smooth plan
-was infeasible (each car's energy and each step's total are equalities), so neither is used,
-and `optimizer.solve` applies this pass only to plans without the rule in force.
+Under the minimum-current rule `optimizer.solve` does not run this pass on the plan: which cars
+are on is where the flicker is, and that is chosen before. The rounding
+(`optimizer.rounding._round_smoothly`) runs this pass on its relaxation, blind to the rule,
+rounds that plan in runs (`_round_runs`), and keeps the pattern only where no stage is worse
+than the vertex's. Measured on 10 cars of the office over a June day (48 steps, seeds 10–19,
+rule on): on/off switches 792 → 541 and profile periods 1028 → 966; with the rule off this pass
+takes seed 10's day from 121 periods to 70. A MIP over the decisions with this objective
+reached fewer changes but took 1.7 s a plan.
 """
 
 from __future__ import annotations

@@ -12,8 +12,10 @@ from optimizer_oracle import NOW, assert_feasible, pv_curve, sample_site
 
 from grid_models.electrical import check
 from optimizer import Problem, Session, SolveOptions, solve
+from optimizer.lp_model import SlotData
 from optimizer.plan import session_limits
 from optimizer.problem import Plan
+from optimizer.rounding import _round_runs
 from optimizer.smooth import least_changes, total_variation_kw
 
 N = 48
@@ -81,12 +83,41 @@ def test_pv_following_cars_flicker_less() -> None:
     assert totals[True] <= 0.75 * totals[False], totals
 
 
-def test_under_the_minimum_current_rule_the_pass_keeps_the_decisions_and_is_not_used() -> None:
+def _on_off_switches(plan: Plan) -> int:
+    on = _matrix(plan) > 1e-6
+    return int((np.diff(on.astype(int), axis=1) != 0).sum())
+
+
+def test_under_the_minimum_current_rule_cars_switch_on_and_off_less_and_no_stage_is_worse() -> None:
+    """The rounding picks its on/off pattern from the relaxation smoothed, in runs, and keeps it
+    only where no stage is worse than the vertex's pattern. Measured on seeds 10–19: on/off
+    switches 792 → 541, profile periods 1028 → 966 (not asserted exactly: a new HiGHS may
+    break ties elsewhere)."""
+    changes = {True: 0, False: 0}
+    switches = {True: 0, False: 0}
+    for seed in range(10, 20):
+        problem = _office_day(seed, min_current=True)
+        plans = {
+            on: solve(replace(problem, options=replace(problem.options, least_changes=on)))
+            for on in (True, False)
+        }
+        assert_feasible(problem, plans[True])
+        smooth, rough = plans[True].stage_values, plans[False].stage_values
+        for stage in (0, 1):  # least unmet, then the objective: never worse
+            tol = 1e-5 * max(1.0, abs(rough[stage]))
+            assert smooth[stage] <= rough[stage] + tol, (seed, smooth, rough)
+            if smooth[stage] < rough[stage] - tol:
+                break  # strictly better: the later stages are free
+        for on, plan in plans.items():
+            changes[on] += _profile_changes(plan)
+            switches[on] += _on_off_switches(plan)
+    assert switches[True] <= 0.8 * switches[False], switches
+    assert changes[True] <= changes[False], changes
+
+
+def test_the_pass_keeps_every_on_off_decision_under_the_rule() -> None:
     problem = _office_day(4, min_current=True)
     rough = solve(replace(problem, options=replace(problem.options, least_changes=False)))
-    # not applied by `solve` (measured worse for drivers there, see `optimizer.solve._smoothed`)
-    assert _matrix(solve(problem)).tolist() == _matrix(rough).tolist()
-    # called directly it keeps every on/off decision and moves only the levels of cars that are on
     limits = session_limits(problem)
     n = problem.n_steps()
     a = _matrix(rough)
@@ -102,6 +133,33 @@ def test_under_the_minimum_current_rule_the_pass_keeps_the_decisions_and_is_not_
     assert b is not None
     assert ((a > 1e-9) == (b > 1e-9)).all()
     assert total_variation_kw(b, limits) < total_variation_kw(a, limits)  # measured 681 → 657
+
+
+def _slot(pmin_kw: float, energy_kwh: float, end: int) -> SlotData:
+    return SlotData(active=True, energy_kwh=energy_kwh, pmax_kw=11.0, pmin_kw=pmin_kw, start=0, end=end)
+
+
+def test_rounding_in_runs_keeps_a_car_on_rather_than_alternating() -> None:
+    """Two cars spread over four steps at half their minimum each (one car's worth of PV per
+    step): one car runs two steps, then the other, not both on and off in turn."""
+    slots = [_slot(4.0, 2.0, 4), _slot(4.0, 2.0, 4)]
+    relaxed = np.full((2, 4), 2.0)
+    pattern = _round_runs(relaxed, slots, [0, 1], step_h=0.25)
+    assert pattern.tolist() == [[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]]
+
+
+def test_rounding_in_runs_puts_a_car_leaving_sooner_first_and_never_over_its_energy() -> None:
+    # one car's worth of power in each of the first two steps; car 0 leaves after them and
+    # needs both, so it goes first and stays on; car 1, with one step to place and two to
+    # place it in, waits until its last chance
+    slots = [_slot(4.0, 2.0, 2), _slot(4.0, 3.0, 4)]
+    relaxed = np.array([[3.0, 3.0, 0.0, 0.0], [1.0, 1.0, 4.0, 4.0]])
+    pattern = _round_runs(relaxed, slots, [0, 1], step_h=0.25)
+    assert pattern.tolist() == [[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 1.0]]
+    # a car that can take 1.5 steps at its minimum is on one step at most, however it was spread
+    slots = [_slot(4.0, 1.5, 4)]
+    pattern = _round_runs(np.full((1, 4), 1.5), slots, [0], step_h=0.25)
+    assert np.nansum(pattern[0] == 1.0) <= 1
 
 
 @pytest.mark.parametrize("seed", [1, 2])
