@@ -52,7 +52,7 @@ lint: install
 test: install chromium postgres redis lint
 	cd $(CURDIR) && EMS_DATABASE_URL=sqlite:///$$(mktemp -d)/alembic-check.db $(BIN)/ems db check
 	tests/support/with_postgres.sh sh -c 'EMS_DATABASE_URL="$$EMS_TEST_POSTGRES_URL" $(BIN)/ems db check'
-	tests/support/with_postgres.sh $(BIN)/pytest -q
+	tests/support/with_postgres.sh $(BIN)/pytest -q --durations=15
 
 bench: install postgres redis
 	tests/support/with_postgres.sh $(BIN)/python -m benchmarks
