@@ -58,22 +58,39 @@ when all of them on at once break a limit (cars that must take turns), half of t
 and only the last attempt gives all that fractional energy up."""
 
 
+BoolArray = npt.NDArray[np.bool_]
+
+
+def _decided(
+    power: FloatArray, slots: list[SlotData], slot_of: list[int], eps: float
+) -> tuple[FloatArray, dict[int, tuple[BoolArray, BoolArray]]]:
+    """What a relaxed plan already decides of the minimum-current rule: a pattern with every
+    step at or above a car's minimum on and every other off (NaN for cars the rule does not
+    bind), and per such car its steps at or above the minimum and its fractional steps
+    (planned above 0 but under the minimum), which the rounding still has to decide."""
+    pattern = np.full(power.shape, np.nan)
+    steps: dict[int, tuple[BoolArray, BoolArray]] = {}
+    for k in slot_of:
+        pmin = slots[k].pmin_kw
+        if pmin <= 0:
+            continue
+        row = power[k]
+        on = row >= pmin - eps
+        steps[k] = (on, (row > eps) & ~on)
+        pattern[k] = np.where(on, 1.0, 0.0)
+    return pattern, steps
+
+
 def _round_patterns(
     power: FloatArray, slots: list[SlotData], slot_of: list[int], eps: float = 1e-6
 ) -> list[FloatArray]:
     """On/off patterns from a relaxed plan, to try in turn: every step at or above the minimum
     on, and of each car's fractional steps as many as its fractional energy needs at the
     minimum (largest first, then earliest), then fewer of them (`ROUNDED_UP_SHARES`)."""
-    base = np.full(power.shape, np.nan)
+    base, steps = _decided(power, slots, slot_of, eps)
     rounded_up: list[tuple[int, npt.NDArray[np.int64]]] = []
-    for k in slot_of:
-        s = slots[k]
-        if s.pmin_kw <= 0:
-            continue
-        row = power[k]
-        on = row >= s.pmin_kw - eps
-        frac = (row > eps) & ~on
-        base[k] = np.where(on, 1.0, 0.0)
+    for k, (_, frac) in steps.items():
+        s, row = slots[k], power[k]
         idx = np.flatnonzero(frac)
         if idx.size:
             energy_units = float(row[idx].sum()) / s.pmin_kw
@@ -104,23 +121,17 @@ def _round_runs(
     the steps its fractional energy needs at the minimum (as in `_round_patterns`) and never
     for more than its energy allows at the minimum. A smoothed plan spreads a shared kilowatt
     over every car; rounding each car on its own would switch them all on where PV is thin."""
-    pattern = np.full(power.shape, np.nan)
+    pattern, steps = _decided(power, slots, slot_of, eps)
     left: dict[int, int] = {}
-    for k in slot_of:
-        s = slots[k]
-        if s.pmin_kw <= 0:
-            continue
-        row = power[k]
-        on = row >= s.pmin_kw - eps
-        frac = (row > eps) & ~on
-        pattern[k] = np.where(on, 1.0, 0.0)
+    for k, (on, frac) in steps.items():
+        s, row = slots[k], power[k]
         if frac.any():
             # never more steps on than the car can take at its minimum: a smoothed plan spreads
             # a full car's last kilowatt-hours over several steps
             most_on = math.floor((s.energy_kwh + s.extra_kwh) / (s.pmin_kw * step_h) + 1e-9)
             wanted = math.ceil(float(row[frac].sum()) / s.pmin_kw - 1e-9)
             left[k] = max(0, min(wanted, most_on - int(on.sum())))
-    frac_steps = {k: (power[k] > eps) & (power[k] < slots[k].pmin_kw - eps) for k in left}
+    frac_steps = {k: steps[k][1] for k in left}
     # fractional steps of each car from step t on (t included)
     ahead = {k: np.cumsum(f[::-1])[::-1] for k, f in frac_steps.items()}
     for t in range(power.shape[1]):
