@@ -413,7 +413,7 @@ def _smoothing_on(problem: Problem) -> bool:
 
 
 def _relaxed_smoother(problem: Problem, limits: list[SessionLimits], slot_of: list[int]) -> Smoother | None:
-    """What the rounding smooths its relaxation with (see `optimizer.rounding._heuristic`): the
+    """What the rounding smooths a relaxed plan with (`optimizer.rounding._round_smoothly`): the
     least-changes pass over the sessions' slots, blind to the minimum-current rule (the
     relaxation does not keep it). None where the pass is off or nothing needs rounding."""
     if not _smoothing_on(problem) or not any(lim.pmin_kw > 0 for lim in limits):
