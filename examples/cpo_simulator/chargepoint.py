@@ -430,13 +430,21 @@ class SimulatedChargePoint(OcppChargePoint):  # type: ignore[misc]
         if conn.vehicle is not None:
             self.events("arrival_refused", {"session_id": vehicle.session_id, "why": "connector busy"})
             return
+        stopping = False
         try:
             if await self.plug_in(conn, vehicle):
                 await self._charge_until_departure(conn, vehicle)
                 await self.stop_transaction(conn, min(self.clock.now(), vehicle.departure))
+        except asyncio.CancelledError:
+            # The simulator is stopping: the transaction is abandoned and nothing more is sent.
+            # An unplug's StatusNotification here would wait for an answer that never comes,
+            # and hold the process up on SIGTERM until it is killed.
+            stopping = True
+            raise
         finally:
-            with contextlib.suppress(Exception):
-                await self.unplug(conn)
+            if not stopping:
+                with contextlib.suppress(Exception):
+                    await self.unplug(conn)
 
     async def plug_in(self, conn: ConnectorState, vehicle: Vehicle) -> bool:
         """Preparing, Authorize, StartTransaction; True once the transaction runs."""
