@@ -253,13 +253,7 @@ def _runs_candidates(
     rounding has (where PV is thin, the vertex puts it on one car rather than on none)."""
     by_power = _round_runs(smoothed, slots, slot_of, step_h)
     vertex_on = _round_patterns(vertex, slots, slot_of)[0]
-    counts = np.array(
-        [
-            sum(1 for k in slot_of if slots[k].pmin_kw > 0 and vertex_on[k, t] == 1.0)
-            for t in range(vertex.shape[1])
-        ],
-        dtype=np.int64,
-    )
+    counts = (vertex_on == 1.0).sum(axis=0)  # rows the rule does not bind are NaN, never 1
     by_count = _round_runs(smoothed, slots, slot_of, step_h, on_count=counts)
     same = np.array_equal(np.nan_to_num(by_power, nan=-1.0), np.nan_to_num(by_count, nan=-1.0))
     return [by_power] if same else [by_power, by_count]
