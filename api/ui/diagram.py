@@ -282,7 +282,7 @@ def render_svg(
             f'data-parent="{escape(testid(parent))}"' if parent else "",
             'data-draggable="true"' if node.kind in DRAGGABLE else "",
             'data-drop-target="true"' if node.kind in ("grid", "protection") else "",
-            f'hx-get="{escape(panel_url(site_id, node))}" hx-target="#panel" hx-swap="innerHTML"',
+            f'data-panel-url="{escape(panel_url(site_id, node))}"',
             f'tabindex="0" role="button" aria-label="{escape(name + where)}"',
             f'transform="translate({node.x:.0f},{node.y:.0f})"',
         ]

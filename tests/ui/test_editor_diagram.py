@@ -183,6 +183,26 @@ def test_a_click_still_opens_the_panel(live: LiveEms, laptop: Page) -> None:
     assert get_site(live.ctx, "office-pv").version == 1
 
 
+def test_enter_on_a_node_just_swapped_in_opens_its_panel(live: LiveEms, laptop: Page) -> None:
+    """The diagram is swapped on every site change; a key pressed before htmx has settled the
+    new nodes (20 ms later) must not be lost, as it was in a CI run."""
+    open_office(live, laptop)
+    laptop.evaluate(
+        """() => new Promise((resolve) => {
+            document.body.addEventListener("htmx:afterSwap", function pressed(event) {
+                if (event.detail.target.id !== "diagram") return;
+                document.body.removeEventListener("htmx:afterSwap", pressed);
+                const node = document.querySelector('[data-testid="node-charge_point-cp8"]');
+                node.focus();
+                node.dispatchEvent(new KeyboardEvent("keydown", {key: "Enter", bubbles: true}));
+                resolve();
+            });
+            htmx.trigger(document.body, "site-changed");
+        })"""
+    )
+    expect(laptop.get_by_test_id("panel-charge_point-cp8")).to_be_visible()
+
+
 def test_the_keyboard_walks_the_tree_and_moves_an_element(live: LiveEms, laptop: Page) -> None:
     open_office(live, laptop)
 

@@ -275,7 +275,7 @@
                (node.getAttribute("data-kind") === "connector" ? ": move its charge point." : "."), true);
     } else if (key === "Enter" || key === " ") {
       if (marked) drop(node);
-      else htmx.trigger(node, "click");
+      else openPanel(node);
     } else if (key === "Escape" && marked) { unmark(); say("Move cancelled."); }
     else return;
     event.preventDefault();
@@ -288,12 +288,21 @@
 
   // ---- selection, and the state put back after htmx swaps the diagram ----------------------
 
-  document.addEventListener("click", function (event) {
-    var node = event.target.closest && event.target.closest("svg.diagram .node");
-    if (!node) return;
+  function select(node) {
     nodes().forEach(function (n) { n.classList.remove("selected"); });
     node.classList.add("selected");
     selected = testid(node);
+  }
+  // A click or Enter asks for the panel here rather than through an hx-get on the node: htmx
+  // binds a swapped-in node's hx-get only when the swap settles, and a key pressed or a click
+  // made before that was lost.
+  function openPanel(node) {
+    select(node);
+    htmx.ajax("GET", node.getAttribute("data-panel-url"), { source: node, target: "#panel", swap: "innerHTML" });
+  }
+  document.addEventListener("click", function (event) {
+    var node = event.target.closest && event.target.closest("svg.diagram .node");
+    if (node) openPanel(node);
   });
   document.body.addEventListener("htmx:beforeSwap", function (event) {
     if (event.detail.target !== host) return;
