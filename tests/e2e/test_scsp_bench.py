@@ -8,14 +8,18 @@
    energy sessions, violations) and the energies asked and of PV. Its grid import, cost, PV
    shares and peak are held within a tenth of the way from the replay's figure to the
    uncontrolled one's, and its Jain index not at all, for one car: s00022 declared 2 kWh and no
-   departure, leaves three hours before the site's default stay says, and its energy is PV-only
-   extra until after it left; whether a plan puts some of it before is a tie between cars that
-   the plans' timing decides (1.035 kWh in the replay re-planning every 15 min, 0 hourly; 0, 0 and
-   2.06 kWh on three runs of the bench). Measured over those three runs at 600x: every other
-   KPI within 2 % in the two where it got nothing (grid -0.8 and +0.2 %, cost -1.8 and +0.5 %,
-   EV PV share +0.4 and -0.3 %, peak equal; Jain 0.917 against 0.978); in the third its 2 kWh
-   came partly from the grid (grid and cost +5 %, EV PV share -3.2 %, Jain +2.2 %), 4.1 % of the
-   way to the uncontrolled one's.
+   departure, and leaves at 14:27, an hour before the departure the EMS is sure of (the site's
+   default stay less its margin). Its 2.5 kWh (declared + 25 %) are PV-only extra, and PV goes
+   first to the extras of cars whose windows end sooner; what it gets before it leaves depends
+   on when the plans fall: 0 kWh in the replay re-planning every 15 min, 0.91 kWh on a bench run
+   under load, all 2.14 kWh in a fresh-clone `make test` (2.4 % of the day's 87.8 kWh: over the
+   2 % once checked on the day's total). So what each driver got is compared session by
+   session, every other session within 2 % of what it asked (on that bench run, all equal to
+   the kWh), and the energy KPIs without s00022. Measured before, over three runs at 600x: every
+   other KPI within 2 % in the two where it got nothing (grid -0.8 and +0.2 %, cost -1.8 and
+   +0.5 %, EV PV share +0.4 and -0.3 %, peak equal; Jain 0.917 against 0.978); in the third its
+   2 kWh came partly from the grid (grid and cost +5 %, EV PV share -3.2 %, Jain +2.2 %), 4.1 %
+   of the way to the uncontrolled one's.
 2. A single-line SCSP (tests/bench_cpo/single_line_scsp.py) that splits the site's kW across the
    cars, blind to phases, is caught overloading a phase of the public car park's feeder.
 """
@@ -48,6 +52,8 @@ CARPARK = REPO / "examples/sites/public-carpark.json"
 CARPARK_LOG = REPO / "examples/logs/public-carpark-2026-06.csv"
 DAY = "2026-06-02"
 BENCH_TIMEOUT_S = 240
+TIED_SESSION = "s00022"
+"""Of the optimized SCSP, the session whose energy the plans' timing decides (module docstring)."""
 REPLAN_MIN = 15
 """The server's default re-plan interval (`EMS_PLAN_INTERVAL_S`, 900 s); the replay's is 60 min."""
 
@@ -88,6 +94,11 @@ def bench(*args: str, cwd: Path) -> dict[str, Any]:
     return summary
 
 
+def _delivered_by_session(sessions_out: Path) -> dict[str, float]:
+    with sessions_out.open(newline="") as fh:
+        return {row["session_id"]: float(row["energy_delivered_kwh"]) for row in csv.DictReader(fh)}
+
+
 def close(bench_value: float | None, replay_value: float | None, scale: float) -> bool:
     if bench_value is None or replay_value is None:
         return bench_value == replay_value
@@ -111,21 +122,42 @@ def test_the_bench_ranks_two_ems_strategies_as_the_replay_does(tmp_path: Path) -
     assert all(scores[n]["registered"] for n in ("opt", "unc"))
 
     site, sessions, series = load_site(OFFICE), read_session_log(log), read_series(OFFICE_SERIES)
-    replayed = {
-        name: result_kpis(
-            replay(site, sessions, series, ReplayConfig(strategy=strategy, replan_s=REPLAN_MIN * 60))
-        )
+    results = {
+        name: replay(site, sessions, series, ReplayConfig(strategy=strategy, replan_s=REPLAN_MIN * 60))
         for name, strategy in (("opt", "optimized"), ("unc", "uncontrolled"))
     }
+    replayed = {name: result_kpis(result) for name, result in results.items()}
     assert summary["ranking"] == ranking(replayed) == ["opt", "unc"]
     requested = replayed["unc"]["energy_requested_kwh"]
+
+    # What each driver got, session by session: the same as in the replay within 2 % of what
+    # the session asked, but for the tie (opt's s00022, which gets anything from 0 to all of
+    # its 2.14 kWh: 0.9 kWh on a bench run where the replay gave it 0, every other session
+    # equal to the kWh). The energy KPIs below are then compared without the tie.
+    delivered = {name: _delivered_by_session(out / name / "sessions_out.csv") for name in results}
+    tie_kwh = {}
+    for name, result in results.items():
+        for s, kwh in zip(result.sessions, result.delivered_kwh(), strict=True):
+            got_kwh = delivered[name][s.session_id]
+            if name == "opt" and s.session_id == TIED_SESSION:
+                assert -1e-6 <= got_kwh <= s.energy_kwh + 1e-6
+                tie_kwh = {"bench": got_kwh, "replay": float(kwh)}
+                continue
+            assert abs(got_kwh - kwh) <= 0.02 * s.energy_kwh + 1e-6, (name, s.session_id, got_kwh, float(kwh))
+    assert tie_kwh
+
     timing = ("grid_import_kwh", "cost_eur", "pv_self_consumption_ratio", "ev_pv_share_ratio", "grid_peak_kw")
     every = (*ENERGY_KPIS, *RATIO_KPIS, *OTHER_KPIS, *COUNT_KPIS)
     for name, keys in (
         ("unc", every),
         ("opt", [k for k in every if k not in (*timing, "delivered_ratio_jain")]),
     ):
-        got, expected = scores[name]["kpis"], replayed[name]
+        got, expected = dict(scores[name]["kpis"]), dict(replayed[name])
+        if name == "opt":  # the tie counted as wholly undelivered on both sides
+            got["energy_delivered_kwh"] -= tie_kwh["bench"]
+            expected["energy_delivered_kwh"] -= tie_kwh["replay"]
+            got["unmet_kwh"] += tie_kwh["bench"]
+            expected["unmet_kwh"] += tie_kwh["replay"]
         wrong = {
             key: (got[key], expected[key])
             for key in keys
