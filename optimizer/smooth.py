@@ -49,6 +49,12 @@ FloatArray = npt.NDArray[np.float64]
 INF = highspy.kHighsInf
 ON_KW = 1e-9
 """Planned power above this is "on" for the minimum-current rule."""
+MAX_CELLS = 2400
+"""Cars × steps smoothed at most (the office's 12 cars over 36 h are 1728). The pass is a
+degenerate LP whose simplex time grows much faster than its size: 9 ms for 10 cars × 48 steps,
+but 8.9 s for 200 × 96 (`benchmarks.optimizer`'s depot), 35 times the 0.25 s plan it smoothed.
+With this cap: 0.15 s there (the first 3 h), 0.27 s for 50 × 96 (the first 12 h), 0.06 s for
+1000 cars (the first half hour) against a 1.3 s plan."""
 MIN_GAIN = 1e-6
 """A smoothed plan is kept only when it cuts the total variation by more than this (kW)."""
 
@@ -70,17 +76,56 @@ def least_changes(
     pv_kw: FloatArray,
     base_load_kw: FloatArray,
     time_limit_s: float,
+    max_cells: int = MAX_CELLS,
 ) -> FloatArray | None:
     """The plan `power_kw[i, t]` with its power moved between cars so their set-points change
     least (see the module docstring); None when there is nothing to smooth or HiGHS did not
     find the plan optimal (the caller keeps the plan it has).
 
     `modes[i]`: the vehicle-phase mode of session i's row in `site_constraints`; `pv_kw`
-    and `base_load_kw`: the series the plan was solved against, one value per step.
+    and `base_load_kw`: the series the plan was solved against, one value per step. Over more
+    than `max_cells` cars × steps only the first `max_cells // cars` steps are smoothed, the
+    step after them held as planned (so each car's energy over them, and every stage value,
+    is kept); a re-plan comes before the later ones run.
     """
     n_sessions, n_steps = power_kw.shape
     if n_sessions < 2 or n_steps < 2:
         return None  # one car alone: its power is the EV total of each step
+    ahead = max(2, max_cells // n_sessions)
+    if ahead >= n_steps:
+        smoothed = _least_changes_over(
+            site, power_kw, limits, modes, pv_kw, base_load_kw, time_limit_s, last_held=False
+        )
+    else:
+        # the first `ahead` steps, and the step after them held as planned
+        cut = ahead + 1
+        part = _least_changes_over(
+            site, power_kw[:, :cut], limits, modes, pv_kw[:cut], base_load_kw[:cut], time_limit_s, True
+        )
+        smoothed = None
+        if part is not None:
+            smoothed = power_kw.copy()
+            smoothed[:, :cut] = part
+    if smoothed is None:
+        return None
+    if total_variation_kw(smoothed, limits) >= total_variation_kw(power_kw, limits) - MIN_GAIN:
+        return None
+    return smoothed
+
+
+def _least_changes_over(
+    site: Site,
+    power_kw: FloatArray,
+    limits: Sequence[SessionLimits],
+    modes: Sequence[int],
+    pv_kw: FloatArray,
+    base_load_kw: FloatArray,
+    time_limit_s: float,
+    last_held: bool,
+) -> FloatArray | None:
+    """`least_changes` over the steps of `power_kw`, the last one held as planned if
+    `last_held`; the smoothed steps, or None when HiGHS did not find them optimal."""
+    n_sessions, n_steps = power_kw.shape
     lo = np.zeros((n_sessions, n_steps))
     hi = np.zeros((n_sessions, n_steps))
     for lim in limits:
@@ -93,6 +138,8 @@ def least_changes(
             lo[i, a:b] = np.where(kept, np.minimum(lim.pmin_kw, planned), 0.0)
         else:
             hi[i, a:b] = pmax
+    if last_held:
+        lo[:, -1] = hi[:, -1] = power_kw[:, -1]
     jumps = [(lim.index, t) for lim in limits for t in range(lim.start + 1, min(lim.end, n_steps))]
     n_p, n_j = n_sessions * n_steps, len(jumps)
     c_up, c_down = n_p, n_p + n_j
@@ -192,6 +239,4 @@ def least_changes(
         return None
     solved = np.asarray(h.getSolution().col_value[:n_p], dtype=float).reshape(n_sessions, n_steps)
     smoothed: FloatArray = np.clip(solved, lo, hi)
-    if total_variation_kw(smoothed, limits) >= total_variation_kw(power_kw, limits) - MIN_GAIN:
-        return None
     return smoothed

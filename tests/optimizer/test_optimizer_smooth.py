@@ -135,6 +135,28 @@ def test_the_pass_keeps_every_on_off_decision_under_the_rule() -> None:
     assert total_variation_kw(b, limits) < total_variation_kw(a, limits)  # measured 681 → 657
 
 
+def test_over_its_cap_the_pass_smooths_the_first_steps_and_keeps_the_rest_as_planned() -> None:
+    """10 cars × 48 steps over a cap of 120 cells: the first 12 steps are smoothed, step 12 on
+    is the plan as it was, and each car's energy over the first 13 steps (so over all) and
+    every step's EV total are kept."""
+    problem = _office_day(10, min_current=False)
+    rough = solve(replace(problem, options=replace(problem.options, least_changes=False)))
+    limits = session_limits(problem)
+    n = problem.n_steps()
+    a = _matrix(rough)
+    pv, base = np.array(problem.pv_kw[:n]), np.array(problem.base_load_kw[:n])
+    b = least_changes(problem.site, a, limits, [3] * len(limits), pv, base, 5.0, max_cells=120)
+    assert b is not None
+    np.testing.assert_array_equal(b[:, 12:], a[:, 12:])
+    np.testing.assert_allclose(b.sum(axis=1), a.sum(axis=1), atol=1e-6)
+    np.testing.assert_allclose(b.sum(axis=0), a.sum(axis=0), atol=1e-6)
+    first = [replace(lim, end=min(lim.end, 13)) for lim in limits]
+    assert total_variation_kw(b, first) < total_variation_kw(a, first)
+    assert total_variation_kw(b, limits) < total_variation_kw(a, limits)
+    whole = least_changes(problem.site, a, limits, [3] * len(limits), pv, base, 5.0)
+    assert whole is not None and total_variation_kw(whole, limits) <= total_variation_kw(b, limits)
+
+
 def _slot(pmin_kw: float, energy_kwh: float, end: int) -> SlotData:
     return SlotData(active=True, energy_kwh=energy_kwh, pmax_kw=11.0, pmin_kw=pmin_kw, start=0, end=end)
 
