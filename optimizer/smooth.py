@@ -49,12 +49,12 @@ FloatArray = npt.NDArray[np.float64]
 INF = highspy.kHighsInf
 ON_KW = 1e-9
 """Planned power above this is "on" for the minimum-current rule."""
-MAX_CELLS = 2400
-"""Cars × steps smoothed at most (the office's 12 cars over 36 h are 1728). The pass is a
-degenerate LP whose simplex time grows much faster than its size: 9 ms for 10 cars × 48 steps,
-but 8.9 s for 200 × 96 (`benchmarks.optimizer`'s depot), 35 times the 0.25 s plan it smoothed.
-With this cap: 0.15 s there (the first 3 h), 0.27 s for 50 × 96 (the first 12 h), 0.06 s for
-1000 cars (the first half hour) against a 1.3 s plan."""
+MAX_CELLS = 1800
+"""Cars × steps smoothed at most (the office's 12 cars over 36 h, 1728, are smoothed whole).
+The pass is a degenerate LP whose simplex time grows much faster than its size: 9 ms for 10
+cars × 48 steps, but 8.9 s for 200 × 96 (`benchmarks.optimizer`'s depot), 35 times the 0.25 s
+plan it smoothed; 45 cars × 99 steps (`benchmarks.group`'s sites) ~225 ms each. With this cap:
+the first 9 steps at N = 200, the first 40 for 45 cars."""
 MIN_GAIN = 1e-6
 """A smoothed plan is kept only when it cuts the total variation by more than this (kW)."""
 
