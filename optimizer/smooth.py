@@ -91,41 +91,12 @@ def least_changes(
     n_sessions, n_steps = power_kw.shape
     if n_sessions < 2 or n_steps < 2:
         return None  # one car alone: its power is the EV total of each step
+    whole_kw = power_kw
     ahead = max(2, max_cells // n_sessions)
-    if ahead >= n_steps:
-        smoothed = _least_changes_over(
-            site, power_kw, limits, modes, pv_kw, base_load_kw, time_limit_s, last_held=False
-        )
-    else:
-        # the first `ahead` steps, and the step after them held as planned
-        cut = ahead + 1
-        part = _least_changes_over(
-            site, power_kw[:, :cut], limits, modes, pv_kw[:cut], base_load_kw[:cut], time_limit_s, True
-        )
-        smoothed = None
-        if part is not None:
-            smoothed = power_kw.copy()
-            smoothed[:, :cut] = part
-    if smoothed is None:
-        return None
-    if total_variation_kw(smoothed, limits) >= total_variation_kw(power_kw, limits) - MIN_GAIN:
-        return None
-    return smoothed
-
-
-def _least_changes_over(
-    site: Site,
-    power_kw: FloatArray,
-    limits: Sequence[SessionLimits],
-    modes: Sequence[int],
-    pv_kw: FloatArray,
-    base_load_kw: FloatArray,
-    time_limit_s: float,
-    last_held: bool,
-) -> FloatArray | None:
-    """`least_changes` over the steps of `power_kw`, the last one held as planned if
-    `last_held`; the smoothed steps, or None when HiGHS did not find them optimal."""
-    n_sessions, n_steps = power_kw.shape
+    held = ahead < n_steps
+    if held:  # the first `ahead` steps, and the step after them held as planned
+        n_steps = ahead + 1
+        power_kw, pv_kw, base_load_kw = power_kw[:, :n_steps], pv_kw[:n_steps], base_load_kw[:n_steps]
     lo = np.zeros((n_sessions, n_steps))
     hi = np.zeros((n_sessions, n_steps))
     for lim in limits:
@@ -138,7 +109,7 @@ def _least_changes_over(
             lo[i, a:b] = np.where(kept, np.minimum(lim.pmin_kw, planned), 0.0)
         else:
             hi[i, a:b] = pmax
-    if last_held:
+    if held:
         lo[:, -1] = hi[:, -1] = power_kw[:, -1]
     jumps = [(lim.index, t) for lim in limits for t in range(lim.start + 1, min(lim.end, n_steps))]
     n_p, n_j = n_sessions * n_steps, len(jumps)
@@ -238,5 +209,8 @@ def _least_changes_over(
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return None
     solved = np.asarray(h.getSolution().col_value[:n_p], dtype=float).reshape(n_sessions, n_steps)
-    smoothed: FloatArray = np.clip(solved, lo, hi)
+    smoothed: FloatArray = whole_kw.copy()
+    smoothed[:, :n_steps] = np.clip(solved, lo, hi)
+    if total_variation_kw(smoothed, limits) >= total_variation_kw(whole_kw, limits) - MIN_GAIN:
+        return None
     return smoothed
