@@ -1,7 +1,7 @@
 """Replay quality: what the drivers got, under real, uncertain and congested demand (issue #16).
 
 For each log it replays `optimized` (the EMS), `perfect_foresight` (the bound: every car's truth
-known a day ahead) and the peers `edf` and `fcfs` (per phase, fed the EMS's estimates), and
+known a day ahead) and the peers `edf` and `fcfs` (per phase, fed the EMS's estimates, the whole of each), and
 prints delivered and unmet energy, EV energy from PV, sessions that got nothing, Jain's fairness
 of delivered / requested, set-point changes per session hour and protection violations; then
 how far optimized is from perfect foresight (unmet over it, in kWh and in % of the energy asked;
@@ -143,7 +143,8 @@ def main() -> dict[str, dict[str, dict[str, Any]]]:
             f" EV PV x{_ratio(opt['ev_pv_kwh'], bound['ev_pv_kwh']).strip()}"
         )
         print(
-            f"  optimized / best peer ({best}): unmet x{_ratio(opt['unmet_kwh'], peer['unmet_kwh']).strip()},"
+            f"  optimized / best peer ({best}): unmet x{_ratio(opt['unmet_kwh'], peer['unmet_kwh']).strip()}"
+            f" ({opt['unmet_kwh'] - peer['unmet_kwh']:+.1f} kWh),"
             f" EV PV x{_ratio(opt['ev_pv_kwh'], peer['ev_pv_kwh']).strip()}"
         )
     return out

@@ -488,6 +488,12 @@ class Planner:
                     )
                 )
                 continue
+            extra_kwh = p.need.energy_extra_kwh
+            if self._solve_override is not None and p.need.energy_source == "stopped_full":
+                # a rule serves all it is offered, grid or not (`optimizer.strategies`), and
+                # the power it plans for a car that draws nothing is kept from the others:
+                # a car found full is offered nothing more (only the optimizer can offer PV alone)
+                extra_kwh = 0.0
             sessions.append(
                 Session(
                     session_id=p.session_id,
@@ -496,7 +502,7 @@ class Planner:
                     departure=p.need.departure,
                     vehicle_phases=p.need.vehicle_phases,
                     max_power_kw=p.need.max_power_kw,
-                    energy_extra_kwh=p.need.energy_extra_kwh,
+                    energy_extra_kwh=extra_kwh,
                 )
             )
         horizon_end = max((s.departure for s in sessions), default=now + timedelta(seconds=settings.step_s))

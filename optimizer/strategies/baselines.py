@@ -1,8 +1,13 @@
 """Rule-based baselines on the optimizer's own `Problem` and `Plan` types, for replays that
 compare the planner with what a site does without it.
 
-Each simulates the steps in order: a session draws only in its window and stops once its
-need is delivered. Only `uncontrolled` ignores the protections (that is what it shows).
+Each simulates the steps in order: a session draws only in its window and stops once all it
+may take is delivered, its need and its extra alike. The split of an estimate into a need and a
+PV-only extra (`Session.energy_extra_kwh`) is the optimizer's way of following the PV; a rule
+knows no such split, just as a charger offers a car its power until the car is full. (Served
+only its need, a rule was fed the EMS's just-in-time need: `fcfs` then left a car that asked
+1.3 kWh and stayed 8 h alone on its charger with nothing.) Only `uncontrolled` ignores the
+protections (that is what it shows).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ def _simulate(problem: Problem, limits: list[SessionLimits], allot: Allot) -> Fl
     pv = aligned(problem.pv_kw, n, hold_last=False)
     base = aligned(problem.base_load_kw, n, hold_last=False)
     dt_h = problem.step_s / 3600.0
-    remaining = np.array([s.energy_needed_kwh for s in problem.sessions], dtype=float)
+    remaining = np.array([s.energy_needed_kwh + s.energy_extra_kwh for s in problem.sessions], dtype=float)
     pmax = np.array([lim.pmax_kw for lim in limits])
     pmin = np.array([lim.pmin_kw for lim in limits])
     power = np.zeros((len(limits), n))

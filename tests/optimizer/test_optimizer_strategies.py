@@ -192,3 +192,21 @@ def test_perfect_foresight_sees_future_arrivals_and_beats_the_baselines() -> Non
             other.grid_import_kwh + 1e-6,
         ) or best.unmet_kwh < other.unmet_kwh - 1e-6
     assert best.unmet_kwh == pytest.approx(solve(problem).unmet_kwh)
+
+
+@pytest.mark.parametrize("name", ["equal_share", "fcfs", "edf", "llf"])
+def test_a_rule_serves_the_extra_too_as_a_charger_serves_a_car_until_it_is_full(name: str) -> None:
+    """The EMS's estimate of a car that asked 1.3 kWh early in its stay is all extra (its need,
+    just in time, is still 0): a rule must still charge it at once, not leave it with nothing."""
+    site = one_breaker_site(32.0, [("a", ("L1",), 16.0)])
+    p = Problem(
+        site,
+        NOW,
+        (Session("sa", "a", 0.0, at(8), energy_extra_kwh=1.3),),
+        step_s=900,
+        options=SolveOptions(min_current=False),
+    )
+    plan = STRATS[name](p)
+    assert_feasible(p, plan)
+    assert plan.sessions["sa"].power_kw[0] == pytest.approx(3.68)
+    assert sum(plan.sessions["sa"].power_kw) * 0.25 == pytest.approx(1.3)
