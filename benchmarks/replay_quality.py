@@ -1,12 +1,13 @@
 """Replay quality: what the drivers got, under real, uncertain and congested demand (issue #16).
 
 For each log it replays `optimized` (the EMS), `perfect_foresight` (the bound: every car's truth
-known a day ahead) and the peers `edf` and `fcfs` (per phase, fed the EMS's estimates, the whole of each), and
-prints delivered and unmet energy, EV energy from PV, sessions that got nothing, Jain's fairness
-of delivered / requested, set-point changes per session hour and protection violations; then
-how far optimized is from perfect foresight (unmet over it, in kWh and in % of the energy asked;
-the EV PV ratio) and the ratios optimized / the best peer (least unmet). The
-baselines are measured in the same run on the same logs, so the ratios hold on any machine.
+known a day ahead) and the peers `edf` and `fcfs` (per phase, fed the whole of the EMS's
+estimates), and prints delivered and unmet energy, EV energy from PV, sessions that got
+nothing, Jain's fairness of delivered / requested, set-point changes per session hour and
+protection violations; then how far optimized is from perfect foresight (unmet over it, in kWh
+and in % of the energy asked; the EV PV ratio) and the ratios optimized / the best peer (least
+unmet, with the difference in kWh). The baselines are measured in the same run on the same
+logs, so the ratios hold on any machine.
 
 Logs, all made here by `ems synth`'s functions with fixed seeds, so every run sees the same:
 - the office month: `examples/logs/office-pv-2026-06.csv` (the drivers' own declaration habits);

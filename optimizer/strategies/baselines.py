@@ -51,7 +51,8 @@ def _plan(problem: Problem, power: FloatArray, method: str) -> Plan:
 
 
 def uncontrolled(problem: Problem) -> Plan:
-    """Full power from arrival until the need is delivered, whatever the protections say."""
+    """Full power from arrival until all the car may take is delivered, whatever the protections
+    say."""
     validate_problem(problem)
     limits = session_limits(problem)
     return _plan(
