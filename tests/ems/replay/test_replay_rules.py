@@ -39,7 +39,9 @@ def test_a_rule_keeps_no_power_for_cars_found_full(strategy: str) -> None:
     """Three 22 kW cars at 08:00 ask 40 kWh each but are full after 2 kWh; three more come at
     09:00 for 10 kWh each by 12:00. A rule serves all it is offered, and keeps what it plans for
     one car from the others: the first three, found full, must be offered nothing more, or the
-    43 kVA connection stays planned for cars that draw nothing and the later ones get nothing."""
+    43 kVA connection stays planned for cars that draw nothing and the later ones get nothing.
+    (Measured without it: fcfs gave the third early car and all three later ones 0 kWh; edf,
+    which serves the later ones first by their deadline, was unharmed here.)"""
     early = [_car(i, i, (8, 17), 40.0, 2.0) for i in range(3)]
     late = [_car(3 + i, 3 + i, (9, 12), 10.0, 10.0) for i in range(3)]
     result = replay(
