@@ -62,17 +62,25 @@ def max_scale(
 
 
 def proportional_power(
-    problem: Problem, limits: list[SessionLimits] | None = None, per_step_cap_kw: FloatArray | None = None
+    problem: Problem,
+    limits: list[SessionLimits] | None = None,
+    per_step_cap_kw: FloatArray | None = None,
+    energy_kwh: FloatArray | None = None,
 ) -> tuple[FloatArray, list[int]]:
-    """Each session's max power in its window until its need is met, scaled per step to fit;
-    returns the (sessions, steps) matrix and the steps where PV/base alone break a limit."""
+    """Each session's max power in its window until its need (or `energy_kwh`) is met, scaled
+    per step to fit; returns the (sessions, steps) matrix and the steps where PV/base alone
+    break a limit."""
     n = problem.n_steps()
     lims = limits if limits is not None else session_limits(problem, n)
     pv = aligned(problem.pv_kw, n, hold_last=False)
     base = aligned(problem.base_load_kw, n, hold_last=False)
     mats = limit_matrix(problem)
     dt_h = problem.step_s / 3600.0
-    remaining = np.array([s.energy_needed_kwh for s in problem.sessions], dtype=float)
+    remaining = (
+        np.array([s.energy_needed_kwh for s in problem.sessions], dtype=float)
+        if energy_kwh is None
+        else np.asarray(energy_kwh, dtype=float)
+    )
     power = np.zeros((len(lims), n))
     unsafe: list[int] = []
     pmax = np.array([lim.pmax_kw for lim in lims])

@@ -1,7 +1,7 @@
 """Rule-based baselines on the optimizer's own `Problem` and `Plan` types, for replays that
 compare the planner with what a site does without it.
 
-Each simulates the steps in order: a session draws only in its window and stops once all it
+Each serves the steps in order: a session draws only in its window and stops once all it
 may take is delivered, its need and its extra alike. The split of an estimate into a need and a
 PV-only extra (`Session.energy_extra_kwh`) is the optimizer's way of following the PV; a rule
 knows no such split, just as a charger offers a car its power until the car is full. (Served
@@ -27,12 +27,17 @@ Allot = Callable[[int, FloatArray, FloatArray, float, float, FloatArray], FloatA
 per session) -> kW per session."""
 
 
+def _may_take_kwh(problem: Problem) -> FloatArray:
+    """What a rule serves each session: its need and its extra alike (module docstring)."""
+    return np.array([s.energy_needed_kwh + s.energy_extra_kwh for s in problem.sessions], dtype=float)
+
+
 def _simulate(problem: Problem, limits: list[SessionLimits], allot: Allot) -> FloatArray:
     n = problem.n_steps()
     pv = aligned(problem.pv_kw, n, hold_last=False)
     base = aligned(problem.base_load_kw, n, hold_last=False)
     dt_h = problem.step_s / 3600.0
-    remaining = np.array([s.energy_needed_kwh + s.energy_extra_kwh for s in problem.sessions], dtype=float)
+    remaining = _may_take_kwh(problem)
     pmax = np.array([lim.pmax_kw for lim in limits])
     pmin = np.array([lim.pmin_kw for lim in limits])
     power = np.zeros((len(limits), n))
@@ -61,10 +66,10 @@ def uncontrolled(problem: Problem) -> Plan:
 
 
 def uncontrolled_capped(problem: Problem) -> Plan:
-    """Full power from arrival, every session scaled by the one factor per step that keeps
-    every protection and the grid connection."""
+    """Full power from arrival until all the car may take is delivered, every session scaled by
+    the one factor per step that keeps every protection and the grid connection."""
     validate_problem(problem)
-    power, _unsafe = proportional_power(problem)
+    power, _unsafe = proportional_power(problem, energy_kwh=_may_take_kwh(problem))
     return _plan(problem, power, "uncontrolled_capped")
 
 

@@ -194,7 +194,7 @@ def test_perfect_foresight_sees_future_arrivals_and_beats_the_baselines() -> Non
     assert best.unmet_kwh == pytest.approx(solve(problem).unmet_kwh)
 
 
-@pytest.mark.parametrize("name", ["equal_share", "fcfs", "edf", "llf"])
+@pytest.mark.parametrize("name", ["uncontrolled_capped", "equal_share", "fcfs", "edf", "llf"])
 def test_a_rule_serves_the_extra_too_as_a_charger_serves_a_car_until_it_is_full(name: str) -> None:
     """The EMS's estimate of a car that asked 1.3 kWh early in its stay is all extra (its need,
     just in time, is still 0): a rule must still charge it at once, not leave it with nothing."""

@@ -10,15 +10,16 @@ import pytest
 from ems.replay.engine import ReplayConfig, replay
 from ems.replay.log import LoggedSession
 from ems.sites.series import read_series
+from grid_models.site import Site
 from tests.ems.replay.helpers import EXAMPLE_SERIES, office_site
 
 PARIS = ZoneInfo("Europe/Paris")
 
 
 def _car(
-    i: int, connector_index: int, hours: tuple[int, int], asks_kwh: float, takes_kwh: float
+    site: Site, i: int, connector_index: int, hours: tuple[int, int], asks_kwh: float, takes_kwh: float
 ) -> LoggedSession:
-    connector = office_site().connectors()[connector_index]
+    connector = site.connectors()[connector_index]
     return LoggedSession(
         session_id=f"s{i}",
         evse_uid=connector.evse_uid,
@@ -42,11 +43,10 @@ def test_a_rule_keeps_no_power_for_cars_found_full(strategy: str) -> None:
     43 kVA connection stays planned for cars that draw nothing and the later ones get nothing.
     (Measured without it: fcfs gave the third early car and all three later ones 0 kWh; edf,
     which serves the later ones first by their deadline, was unharmed here.)"""
-    early = [_car(i, i, (8, 17), 40.0, 2.0) for i in range(3)]
-    late = [_car(3 + i, 3 + i, (9, 12), 10.0, 10.0) for i in range(3)]
-    result = replay(
-        office_site(), [*early, *late], read_series(EXAMPLE_SERIES), ReplayConfig(strategy=strategy)
-    )
+    site = office_site()
+    early = [_car(site, i, i, (8, 17), 40.0, 2.0) for i in range(3)]
+    late = [_car(site, 3 + i, 3 + i, (9, 12), 10.0, 10.0) for i in range(3)]
+    result = replay(site, [*early, *late], read_series(EXAMPLE_SERIES), ReplayConfig(strategy=strategy))
     delivered = dict(zip((s.session_id for s in result.sessions), result.delivered_kwh(), strict=True))
     assert [delivered[s.session_id] for s in early] == pytest.approx([2.0] * 3)
     assert [delivered[s.session_id] for s in late] == pytest.approx([10.0] * 3)
