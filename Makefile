@@ -49,10 +49,16 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+## The unit tests on both cores (a file's tests stay on one worker, so a module's fixture is built
+## once), then the e2e tests one at a time: they start processes of their own and wait on them.
 test: install chromium postgres redis lint
 	cd $(CURDIR) && EMS_DATABASE_URL=sqlite:///$$(mktemp -d)/alembic-check.db $(BIN)/ems db check
 	tests/support/with_postgres.sh sh -c 'EMS_DATABASE_URL="$$EMS_TEST_POSTGRES_URL" $(BIN)/ems db check'
-	tests/support/with_postgres.sh $(BIN)/pytest -q --durations=15
+	tests/support/with_postgres.sh sh -c '\
+		rc=0; \
+		$(BIN)/pytest -q -n 2 --dist loadfile -m "not e2e" --durations=10 || rc=1; \
+		$(BIN)/pytest -q -m e2e --durations=10 || rc=1; \
+		exit $$rc'
 
 bench: install postgres redis
 	tests/support/with_postgres.sh $(BIN)/python -m benchmarks

@@ -46,8 +46,11 @@ class LiveEms:
     planner: Planner
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
+    """One browser per module, not per session: Playwright's sync API keeps an event loop
+    running on the main thread while it is started, and the async tests a worker of
+    `pytest -n` runs after a browser module could not start theirs."""
     if not CHROMIUM.exists():
         pytest.skip("browser tests need Debian's /usr/bin/chromium (`make chromium` installs it)")
     with sync_playwright() as playwright:
