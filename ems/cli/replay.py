@@ -55,7 +55,7 @@ def replay_command(
         typer.Option(
             "--strategy",
             help="optimized | uncontrolled | equal_share | pv_surplus | fcfs | edf | llf | "
-            "perfect_foresight, or a comma list",
+            "perfect_foresight | declared_foresight, or a comma list",
         ),
     ] = "optimized",
     out: Annotated[Path, typer.Option("--out", help="output folder")] = Path("replay-out"),

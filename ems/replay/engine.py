@@ -86,8 +86,9 @@ __all__ = [
     "replay_span",
 ]
 
-STRATEGIES = ("optimized", *BASELINES, "perfect_foresight")
-"""What `ems replay --strategy` accepts: the EMS, the rule-based peers run through it, the bound."""
+STRATEGIES = ("optimized", *BASELINES, "perfect_foresight", "declared_foresight")
+"""What `ems replay --strategy` accepts: the EMS, the rule-based peers run through it, the bound,
+and the bound trusting the drivers' declarations (`ems.replay.foresight`)."""
 
 
 def _replay_ems(
@@ -204,8 +205,9 @@ def replay(
         raise ReplayError(f"step of {config.step_s} s does not divide a day")
     if not sessions:
         raise ReplayError("no sessions to replay")
-    if config.strategy == "perfect_foresight":
-        return _replay_foresight(site, sessions, series, config, progress)
+    if config.strategy in ("perfect_foresight", "declared_foresight"):
+        trusting = config.strategy == "declared_foresight"
+        return _replay_foresight(site, sessions, series, config, progress, trust_declarations=trusting)
     return _replay_ems(site, sessions, series, config, progress)
 
 

@@ -4,6 +4,13 @@ One optimizer plan per local day knowing every session of the day (arrival, true
 departure) and the actual series, as the bound the EMS-driven strategies are measured against.
 Apart from the engine: it shares the cars, the series and the result with the EMS-driven loop,
 and nothing of the EMS.
+
+`declared_foresight` is the same run trusting what the drivers declared: each car is planned
+for its declared energy and departure where it declared them (its truth where it did not), and
+draws what that plan gives it while it is really there, up to its true energy. What it leaves
+undelivered beyond `perfect_foresight` is what declaration errors cost a planner that trusts
+them: issue #16's allowance for the EMS, which must estimate (unmet ≤ this run's unmet + 1 % of
+the energy deliverable).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from ems.planning.planner import solve_options
-from ems.replay.cars import ENERGY_EPS_KWH, Car, count_setpoint_change, placed_cars
+from ems.replay.cars import ENERGY_EPS_KWH, Car, count_setpoint_change, placed_cars, step_index
 from ems.replay.log import LoggedSession
 from ems.replay.result import Progress, ReplayConfig, ReplayResult, measured_result
 from ems.replay.series import actual_steps
@@ -42,15 +49,27 @@ def _replay_foresight(
     series: Series | None,
     config: ReplayConfig,
     progress: Progress | None,
+    trust_declarations: bool = False,
 ) -> ReplayResult:
     """One plan per local day with the day's sessions known in advance; a connector used twice
     in a day starts a new plan at the second arrival (a problem holds one session per connector),
-    with what is still plugged carried over at its remaining true energy."""
+    with what is still plugged carried over at its remaining energy: the true one, or with
+    `trust_declarations` what the declarations leave (module docstring)."""
     wall0 = time.perf_counter()
     zone = ZoneInfo(site.timezone)
     step_s = config.step_s
     step_h = step_s / 3600.0
     start, n_steps, cars, placed = placed_cars(site, sessions, step_s)
+    # what the plans believe of each car: when it leaves (step) and what it still needs (kWh)
+    believed_end = {c.index: c.draw_end for c in cars}
+    believed_kwh = {c.index: c.remaining_kwh for c in cars}
+    if trust_declarations:
+        for c in cars:
+            if c.log.declared_departure is not None:
+                declared_end = step_index(c.log.declared_departure, start, step_s, up=False)
+                believed_end[c.index] = max(c.draw_start, declared_end)
+            if c.log.declared_energy_kwh is not None:
+                believed_kwh[c.index] = c.log.declared_energy_kwh
     actual = actual_steps(series, start, step_s, n_steps + config.horizon_s // step_s + 1)
     power: dict[tuple[int, int], float] = {}  # (car, step): kW
     plan_ms: list[float] = []
@@ -68,8 +87,9 @@ def _replay_foresight(
                 c
                 for c in cars
                 if c.draw_start < day_end
-                and c.draw_end > max(t, c.draw_start)
-                and c.remaining_kwh > ENERGY_EPS_KWH
+                and c.draw_end > max(t, c.draw_start)  # a car that has left is known to have
+                and believed_end[c.index] > max(t, c.draw_start)
+                and believed_kwh[c.index] > ENERGY_EPS_KWH
             ),
             key=lambda c: (max(c.draw_start, t), c.index),
         )
@@ -83,7 +103,7 @@ def _replay_foresight(
         chosen_cars = [c for c in chosen.values() if c.draw_start < chunk_end]
         if chosen_cars:
             now = start + timedelta(seconds=t * step_s)
-            n_plan = max(c.draw_end for c in chosen_cars) - t + 1
+            n_plan = max(believed_end[c.index] for c in chosen_cars) - t + 1
             problem = Problem(
                 site=site,
                 now=now,
@@ -91,8 +111,8 @@ def _replay_foresight(
                     OptSession(
                         session_id=c.log.session_id,
                         connector_id=c.connector.id,
-                        energy_needed_kwh=c.remaining_kwh,
-                        departure=start + timedelta(seconds=max(c.draw_end, t) * step_s),
+                        energy_needed_kwh=believed_kwh[c.index],
+                        departure=start + timedelta(seconds=max(believed_end[c.index], t) * step_s),
                         vehicle_phases=c.log.vehicle_phases,
                         max_power_kw=c.pmax_kw,
                         arrival=None
@@ -126,6 +146,11 @@ def _replay_foresight(
                     setpoint_changes += count_setpoint_change(last_limit_kw, c.index, allowed)
                     p = min(allowed, c.remaining_kwh / step_h)
                     c.remaining_kwh = max(0.0, c.remaining_kwh - p * step_h)
+                    believed_kwh[c.index] = (
+                        c.remaining_kwh
+                        if c.remaining_kwh <= ENERGY_EPS_KWH
+                        else max(0.0, believed_kwh[c.index] - p * step_h)
+                    )
                     power[c.index, k] = p
         if progress is not None:
             progress(chunk_end - t)

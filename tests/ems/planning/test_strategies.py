@@ -20,11 +20,14 @@ NOW = datetime(2026, 6, 2, 8, 0, tzinfo=UTC)
 
 
 def test_the_server_and_the_replay_name_the_same_strategies() -> None:
-    assert STRATEGIES[:-1] == PLAN_STRATEGIES  # the replay adds only its perfect_foresight bound
+    # the replay adds only its perfect-foresight runs, the bound and the bound trusting declarations
+    assert STRATEGIES[:-2] == PLAN_STRATEGIES
     assert plan_solver("optimized") is None
     assert plan_solver("equal_share") is BASELINES["equal_share"]
     with pytest.raises(ValueError, match="expected one of optimized, uncontrolled"):
         plan_solver("perfect_foresight")
+    with pytest.raises(ValueError, match="expected one of optimized, uncontrolled"):
+        plan_solver("declared_foresight")
 
 
 def test_uncontrolled_offers_full_power_for_as_long_as_the_car_stays() -> None:
