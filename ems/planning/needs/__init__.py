@@ -23,6 +23,7 @@ from ems.planning.needs.estimate import (
     DECLARED_DEPARTURE_MARGIN,
     DECLARED_ENERGY_MARGIN,
     ESTIMATED_DEPARTURE_MARGIN,
+    GOT_NOTHING_KWH,
     HISTORY_UPPER_RATIO,
     IDLE_POWER_KW,
     MIN_CHARGING_CURRENT_A,
@@ -65,6 +66,7 @@ __all__ = [
     "DECLARED_ENERGY_MARGIN",
     "ESTIMATED_DEPARTURE_MARGIN",
     "FULL_POWER_RATIO",
+    "GOT_NOTHING_KWH",
     "HISTORY_SESSIONS",
     "HISTORY_TOKENS_PER_STATEMENT",
     "HISTORY_UPPER_RATIO",
@@ -389,8 +391,6 @@ _PAST_DEPARTURES = (
 )
 SITE_HISTORY_SESSIONS = 200
 """How many of a site's latest completed sessions its learned defaults come from."""
-SITE_HISTORY_MIN_KWH = 0.05
-"""A session that took less got nothing (`sessions_zero_energy`'s threshold)."""
 
 
 def site_past_sessions(db: DbSession, evse_uids: Sequence[str]) -> list[PastSession]:
@@ -409,7 +409,7 @@ def site_past_sessions(db: DbSession, evse_uids: Sequence[str]) -> list[PastSess
             ChargingSession.status == "COMPLETED",
             ChargingSession.evse_uid.in_(list(evse_uids)),
             ChargingSession.end_date_time.is_not(None),
-            ChargingSession.kwh >= SITE_HISTORY_MIN_KWH,
+            ChargingSession.kwh >= GOT_NOTHING_KWH,
         )
         .order_by(ChargingSession.id.desc())
         .limit(SITE_HISTORY_SESSIONS)

@@ -4,9 +4,9 @@ Drivers often say nothing, and what they say may be wrong, so every figure falls
 fixed ladder and records which rung it came from:
 
 - energy: the driver's declared need, else (target SOC − SOC on arrival) × battery capacity,
-  else the median of this token's past sessions, else the site's (its past sessions' median once
-  it has `SITE_HISTORY_MIN_SESSIONS`, `site_history`, else its configured default); minus what
-  was delivered;
+  else the median of this token's past sessions that took anything (`GOT_NOTHING_KWH`), else
+  the site's (its past sessions' median once it has `SITE_HISTORY_MIN_SESSIONS`,
+  `site_history`, else its configured default); minus what was delivered;
   and nothing more from the grid once the car has stopped drawing by itself (`stopped_full`: it
   drew nothing while our limit let it draw at least the minimum current — its battery is
   probably full, whatever was declared or estimated; PV surplus is still offered, so a car that
@@ -104,6 +104,10 @@ kWh / EV PV share of perfect foresight's): none 16.7 / 91.1 %, 15 min 14.6 / 90.
 unmet. Judged on the latest period the car was allowed to draw in (as now), 30 min: office
 15.5 / 90.9 %, no declarations 9.8, harsh declarations 43.0 (41.2 without the raise)."""
 ENERGY_MET_EPS_KWH = 0.1
+GOT_NOTHING_KWH = 0.05
+"""A past session that took less than this got nothing (`sessions_zero_energy`'s threshold): it
+says how the planner did, not what the car needed, so no energy is learned from it (its stay
+still counts)."""
 SITE_HISTORY_MIN_SESSIONS = 20
 """Fewer past sessions than this say too little about a site: its configured defaults hold."""
 
@@ -373,8 +377,11 @@ def estimate_need(inputs: NeedInputs, now: datetime, min_window: timedelta = MIN
     elif pref.soc_arrival_pct is not None and capacity is not None:
         target = pref.target_soc_pct if pref.target_soc_pct is not None else inputs.defaults.target_soc_pct
         total, energy_source = max(0.0, (target - pref.soc_arrival_pct) / 100.0 * capacity), "soc"
-    elif inputs.history:
-        total, energy_source = statistics.median(p.energy_kwh for p in inputs.history), "token_history"
+    elif took := [p.energy_kwh for p in inputs.history if p.energy_kwh >= GOT_NOTHING_KWH]:
+        # a token whose last sessions got nothing is not a car that needs nothing: it was
+        # estimated at the median of those zeros, planned nothing, and got nothing again
+        # (issue #16: s00142 of the public car-park month, 27.3 kWh wanted, none delivered)
+        total, energy_source = statistics.median(took), "token_history"
     else:
         total, energy_source = inputs.defaults.energy_kwh, inputs.defaults.source
     upper_remaining = max(
