@@ -11,6 +11,7 @@ import pytest
 from ems.planning.needs import (
     PROFILE_EARLY_START,
     PROFILE_SETTLE,
+    SITE_HISTORY_MIN_SESSIONS,
     Need,
     NeedInputs,
     PastSession,
@@ -199,7 +200,9 @@ def test_a_site_learns_its_stays_and_energies_from_its_own_past() -> None:
     assert configured_need.energy_extra_kwh > configured_need.energy_needed_kwh
 
     # too few sessions say too little: the configured defaults hold
-    assert learned_defaults(configured, _site_past(stays[:19], energies[:19])) == configured
+    few = SITE_HISTORY_MIN_SESSIONS - 1
+    assert learned_defaults(configured, _site_past(stays[:few], energies[:few])) == configured
+    assert learned_defaults(configured, _site_past(stays[: few + 1], energies[: few + 1])) != configured
 
 
 def test_a_site_whose_drivers_leave_early_widens_the_margin_on_declared_departures() -> None:
