@@ -32,8 +32,8 @@ def test_the_dashboard_shows_the_live_site(live: LiveEms, desktop: Page) -> None
     row = desktop.get_by_test_id("session-s1")
     expect(row).to_contain_text("28.5 kWh")  # the declared 30 kWh, 1.5 of it delivered
     expect(row).to_contain_text("declared")
-    # what 2 h at the 1.84 kW it is sure of cover may come later, from PV only (`ems.planning.needs`)
-    expect(row).to_contain_text("+ 3.7 kWh PV only")
+    # what 2 h at the 1.66 kW it is sure of cover may come later, from PV only (`ems.planning.needs`)
+    expect(row).to_contain_text("+ 3.3 kWh PV only")
     expect(desktop.get_by_test_id("plans")).to_contain_text("preferences")
     expect(desktop.get_by_test_id("partners")).to_contain_text("REGISTERED")
     expect(desktop.locator("#site-chart canvas")).to_have_count(1)

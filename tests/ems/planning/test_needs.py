@@ -12,6 +12,7 @@ from ems.planning.needs import (
     PROFILE_EARLY_START,
     PROFILE_SETTLE,
     SITE_HISTORY_MIN_SESSIONS,
+    SURE_POWER_SHARE,
     Need,
     NeedInputs,
     PastSession,
@@ -65,11 +66,11 @@ def test_declared_need_and_departure_win() -> None:
 
 
 def test_the_need_grows_as_the_sure_departure_nears_and_the_rest_is_extra() -> None:
-    """Declared departure 17:00: we are sure of 16:00. A car of unknown power is sure of half
-    of 16 A on one phase (1.84 kW): 23 kWh left at 9:00 fit in the 7 h after it (12.9 kWh) but
-    for 10.1 kWh, which must be planned, grid or not; the rest comes from PV only."""
+    """Declared departure 17:00: we are sure of 16:00. A car of unknown power is sure of 0.45 of
+    16 A on one phase (1.66 kW): 23 kWh left at 9:00 fit in the 7 h after it (11.6 kWh) but for
+    11.4 kWh, which must be planned, grid or not; the rest comes from PV only."""
     pref = Preference(departure=START + timedelta(hours=9), energy_need_kwh=20.0)
-    sure_kw = 0.5 * 16.0 * 230.0 / 1000.0
+    sure_kw = SURE_POWER_SHARE * 16.0 * 230.0 / 1000.0
     need = estimate_need(inputs(preference=pref), NOW)
     assert need.energy_needed_kwh == pytest.approx(23.0 - sure_kw * 7.0)
     assert need.energy_extra_kwh == pytest.approx(sure_kw * 7.0)
@@ -91,20 +92,21 @@ def test_the_need_grows_as_the_sure_departure_nears_and_the_rest_is_extra() -> N
     assert estimate_need(inputs(preference=pref), soon, timedelta(hours=1)).departure == soon + timedelta(
         hours=1
     )
-    # a car that showed its own 7 kW is sure of 3.5 kW: 7 h at it (24.5 kWh) cover all 23
+    # a car that showed its own 7 kW is sure of 3.15 kW: 7 h at it (22.05 kWh) cover all 23 but
+    # 0.95 kWh
     periods = [
         PeriodSample(START, START + timedelta(minutes=15), 7.0, 10.1, 22.0),
         PeriodSample(START + timedelta(minutes=15), START + timedelta(minutes=30), 7.0, 10.1, 22.0),
     ]
     need = estimate_need(inputs(preference=pref, periods=periods), NOW)
-    assert (need.max_power_kw, need.energy_needed_kwh) == (7.0, 0.0)
-    assert need.energy_extra_kwh == pytest.approx(23.0)
+    assert (need.max_power_kw, need.energy_needed_kwh) == (7.0, pytest.approx(0.95))
+    assert need.energy_extra_kwh == pytest.approx(22.05)
     # a car that drew 6 kW at our 6 kW limit did not show its own maximum, but it can draw
-    # 6 kW: it is sure of 3 kW (7 h: 21 kWh of the 23)
+    # 6 kW: it is sure of 2.7 kW (7 h: 18.9 kWh of the 23)
     at_limit = [replace(p, power_kw=6.0, limit_kw=6.0) for p in periods]
     need = estimate_need(inputs(preference=pref, periods=at_limit), NOW)
     assert need.max_power_kw is None
-    assert need.energy_needed_kwh == pytest.approx(23.0 - 3.0 * 7.0)
+    assert need.energy_needed_kwh == pytest.approx(23.0 - SURE_POWER_SHARE * 6.0 * 7.0)
 
 
 def test_soc_and_capacity_give_the_energy() -> None:

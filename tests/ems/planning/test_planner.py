@@ -20,6 +20,7 @@ from ems import sites
 from ems.dispatch.outbox import Dispatcher, OcpiProfileSink
 from ems.drivers.view import DriverView, driver_view
 from ems.ocpi.datetimes import format_ocpi_datetime, parse_ocpi_datetime
+from ems.planning.needs import SURE_POWER_SHARE
 from ems.planning.planner import Planner, PlannerSettings
 from ems.sites.forecasts import import_series
 from ems.sites.series import Series
@@ -208,19 +209,20 @@ def test_needs_and_plans_are_stored_with_sources(loop: Loop) -> None:
     need = declared_need()
     assert need is not None and need.departure_source == "declared"
     # the estimate is stored and shown: the 12 kWh declared; and what the plan offers beyond
-    # its need from PV only: what 5 h at the 1.84 kW a car of unknown power is sure of cover
+    # its need from PV only: what 5 h at the 1.66 kW a car of unknown power is sure of cover
+    sure_kw = SURE_POWER_SHARE * 16.0 * 230.0 / 1000.0
     assert need.energy_needed_kwh == pytest.approx(12.0)
-    assert need.energy_extra_kwh == pytest.approx(1.84 * 5.0, abs=0.05)
+    assert need.energy_extra_kwh == pytest.approx(sure_kw * 5.0, abs=0.05)
     assert (need.max_power_source, need.phases_source) == ("connector", "connector")
     with loop.ems.ctx.db() as db:
         plan = db.scalars(select(PlanRecord).order_by(PlanRecord.id.desc())).first()
         assert plan is not None and plan.trigger and plan.inputs_digest and plan.site_version == 1
         assert plan is not None and plan.status in ("optimal", "feasible") and plan.site_id == "office-pv"
         # planned: up to 15 with the declaration's margin; leaving in 6 h, we are sure of 5:
-        # what 5 h at the power a car of unknown power is sure to get (1.84 kW) cannot cover
+        # what 5 h at the power a car of unknown power is sure to get (1.66 kW) cannot cover
         # is a need, the rest may come from PV only (`ems.planning.needs`)
         planned = plan.result["sessions"]["s1"]["energy_planned_kwh"]
-        assert 15.0 - 1.84 * 5.0 - 0.05 <= planned <= 15.0 + 0.01
+        assert 15.0 - sure_kw * 5.0 - 0.05 <= planned <= 15.0 + 0.01
 
 
 def test_profiles_wait_out_a_cpo_outage_and_arrive_once(loop: Loop) -> None:
@@ -351,6 +353,6 @@ def test_the_driver_sees_all_of_the_need_expected_when_only_part_is_planned_yet(
     shown = view()
     assert shown.met is True and shown.curve is not None
     planned = sum(shown.curve.power_kw) * shown.curve.step_s / 3600.0
-    assert planned < 11.0  # 15 kWh at most, 7 h at the 1.84 kW it is sure of cover 12.9 of it
+    assert planned < 11.0  # 15 kWh at most, 7 h at the 1.66 kW it is sure of cover 11.6 of it
     assert shown.expected_at_departure_kwh == pytest.approx(12.0)
     assert any(f"{planned:.1f} kWh of it is planned so far" in note for note in shown.notes)
