@@ -203,7 +203,6 @@ def main() -> dict[str, dict[str, dict[str, Any]]]:
             )
         if REPEATS > 1:
             repeats = [runs["optimized"]] + [measure(log, "optimized", k) for k in range(1, REPEATS)]
-            out[log.name]["optimized_repeats"] = {"runs": repeats}
             print(f"  optimized over {REPEATS} runs, inputs x (1 + k*{PERTURBATION:g}): {spread(repeats)}")
         opt, bound = runs["optimized"], runs["perfect_foresight"]
         best = min(PEERS, key=lambda name: runs[name]["unmet_kwh"])
