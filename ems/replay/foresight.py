@@ -61,15 +61,20 @@ def _replay_foresight(
     step_h = step_s / 3600.0
     start, n_steps, cars, placed = placed_cars(site, sessions, step_s)
     # what the plans believe of each car: when it leaves (step) and what it still needs (kWh)
-    believed_end = {c.index: c.draw_end for c in cars}
-    believed_kwh = {c.index: c.remaining_kwh for c in cars}
-    if trust_declarations:
-        for c in cars:
-            if c.log.declared_departure is not None:
-                declared_end = step_index(c.log.declared_departure, start, step_s, up=False)
-                believed_end[c.index] = max(c.draw_start, declared_end)
-            if c.log.declared_energy_kwh is not None:
-                believed_kwh[c.index] = c.log.declared_energy_kwh
+    believed_end = {
+        c.index: c.draw_end
+        if not trust_declarations or c.log.declared_departure is None
+        else max(c.draw_start, step_index(c.log.declared_departure, start, step_s, up=False))
+        for c in cars
+    }
+
+    def believed_kwh(c: Car) -> float:
+        """Its declaration less what it drew, while it draws; once full it is known to be."""
+        declared = c.log.declared_energy_kwh if trust_declarations else None
+        if declared is None or c.remaining_kwh <= ENERGY_EPS_KWH:
+            return c.remaining_kwh
+        return max(0.0, declared - (c.log.energy_kwh - c.remaining_kwh))
+
     actual = actual_steps(series, start, step_s, n_steps + config.horizon_s // step_s + 1)
     power: dict[tuple[int, int], float] = {}  # (car, step): kW
     plan_ms: list[float] = []
@@ -89,7 +94,7 @@ def _replay_foresight(
                 if c.draw_start < day_end
                 and c.draw_end > max(t, c.draw_start)  # a car that has left is known to have
                 and believed_end[c.index] > max(t, c.draw_start)
-                and believed_kwh[c.index] > ENERGY_EPS_KWH
+                and believed_kwh(c) > ENERGY_EPS_KWH
             ),
             key=lambda c: (max(c.draw_start, t), c.index),
         )
@@ -111,7 +116,7 @@ def _replay_foresight(
                     OptSession(
                         session_id=c.log.session_id,
                         connector_id=c.connector.id,
-                        energy_needed_kwh=believed_kwh[c.index],
+                        energy_needed_kwh=believed_kwh(c),
                         departure=start + timedelta(seconds=max(believed_end[c.index], t) * step_s),
                         vehicle_phases=c.log.vehicle_phases,
                         max_power_kw=c.pmax_kw,
@@ -146,11 +151,6 @@ def _replay_foresight(
                     setpoint_changes += count_setpoint_change(last_limit_kw, c.index, allowed)
                     p = min(allowed, c.remaining_kwh / step_h)
                     c.remaining_kwh = max(0.0, c.remaining_kwh - p * step_h)
-                    believed_kwh[c.index] = (
-                        c.remaining_kwh
-                        if c.remaining_kwh <= ENERGY_EPS_KWH
-                        else max(0.0, believed_kwh[c.index] - p * step_h)
-                    )
                     power[c.index, k] = p
         if progress is not None:
             progress(chunk_end - t)
