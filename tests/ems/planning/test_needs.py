@@ -156,16 +156,13 @@ def test_past_sessions_that_got_nothing_say_nothing_of_the_energy_a_car_needs() 
     was estimated at the median of those zeros, planned nothing, and got nothing again: issue
     #16's s00142 of the public car-park month (27.3 kWh wanted, none delivered). Its zeros are
     left out; its stays still count."""
-    starved = [
-        PastSession(START - timedelta(days=d), START - timedelta(days=d) + timedelta(hours=3), 0.0)
-        for d in (1, 2, 3)
-    ]
+    starved = _site_past([3.0, 3.0, 3.0], [0.0, 0.0, 0.0])
     defaults = SiteDefaults(energy_kwh=7.0, stay=timedelta(hours=8))
     need = estimate_need(inputs(history=starved, defaults=defaults), NOW)
     assert (planned(need), need.energy_source) == (pytest.approx(7.0 - 2.0), "site_default")
     assert (need.expected_departure, need.departure_source) == (START + timedelta(hours=3), "token_history")
     # one session that took something is what the token's energy is learned from
-    took = [*starved, PastSession(START - timedelta(days=4), START - timedelta(days=4, hours=-3), 10.0)]
+    took = _site_past([3.0, 3.0, 3.0, 3.0], [0.0, 0.0, 0.0, 10.0])
     need = estimate_need(inputs(history=took, defaults=defaults), NOW)
     assert need.energy_source == "token_history" and need.energy_expected_kwh == pytest.approx(10.0 - 2.0)
 
