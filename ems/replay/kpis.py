@@ -41,7 +41,8 @@ KPI_KEYS = (
     "setpoint_changes_per_session_hour",
 )
 ZERO_ENERGY_KWH = 0.05
-"""A session that got less than this while asking more got nothing (`sessions_zero_energy`)."""
+"""A session that got less than this while asking more got nothing (`sessions_zero_energy`).
+The planner learns no energy from such a session: `ems.planning.needs.GOT_NOTHING_KWH`."""
 
 
 def protection_currents(

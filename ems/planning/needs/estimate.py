@@ -115,9 +115,10 @@ unmet. Judged on the latest period the car was allowed to draw in (as now), 30 m
 15.5 / 90.9 %, no declarations 9.8, harsh declarations 43.0 (41.2 without the raise)."""
 ENERGY_MET_EPS_KWH = 0.1
 GOT_NOTHING_KWH = 0.05
-"""A past session that took less than this got nothing (`sessions_zero_energy`'s threshold): it
-says how the planner did, not what the car needed, so no energy is learned from it (its stay
-still counts)."""
+"""A past session that took less than this got nothing: it says how the planner did, not what
+the car needed, so no energy is learned from it (its stay still counts). The same threshold as
+`sessions_zero_energy`'s, `ems.replay.kpis.ZERO_ENERGY_KWH`, which the planning stage may not
+import (and the KPIs, which `ems scsp-bench` uses, must not take from the planner)."""
 SITE_HISTORY_MIN_SESSIONS = 10
 """Fewer past sessions than this say too little about a site: its configured defaults hold.
 (At 20, a public car park's second morning was still planned for the configured 8 h stay, and
